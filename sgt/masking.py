@@ -1,0 +1,166 @@
+"""Replace the lowest- (training) or highest- (evaluation) saliency features of a batch.
+
+Everything works on the ``(B, N, C)`` feature layout of :mod:`sgt.features`: ``N``
+features ranked by a ``(B, N)`` saliency, ``C`` values per feature masked together (an RGB
+pixel's three channels). Selection is one ``torch.topk``; filling is one ``torch.where``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from sgt.registry import Registry
+
+
+class Fill(Protocol):
+    """Values to put in masked positions.
+
+    Args:
+        features: ``(B, N, C)`` original features.
+        valid: ``(B, N)`` bool of real features (``None``: all), for per-sample statistics.
+        generator: source of randomness for random fills.
+    Returns:
+        ``(B, N, C)`` (or broadcastable) replacement values.
+    """
+
+    def __call__(
+        self, features: Tensor, valid: Tensor | None, generator: torch.Generator | None
+    ) -> Tensor: ...
+
+
+FILLS: Registry[Callable[..., Fill]] = Registry("fill")
+
+
+def _masked_extrema(features: Tensor, valid: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Per-sample, per-channel min and max ``(B, 1, C)`` over the valid features."""
+    if valid is None:
+        return features.amin(dim=1, keepdim=True), features.amax(dim=1, keepdim=True)
+    v = valid.unsqueeze(-1)
+    lo = torch.where(v, features, torch.full_like(features, float("inf"))).amin(1, keepdim=True)
+    hi = torch.where(v, features, torch.full_like(features, float("-inf"))).amax(1, keepdim=True)
+    return lo, hi
+
+
+@FILLS.register("uniform")
+class UniformFill:
+    """i.i.d. Uniform[min, max] of each sample's own values, per channel (the paper's default)."""
+
+    def __call__(self, features, valid, generator):
+        lo, hi = _masked_extrema(features, valid)
+        u = torch.rand(features.shape, generator=generator, device=features.device,
+                       dtype=features.dtype)
+        return lo + (hi - lo) * u
+
+
+@FILLS.register("mean")
+class MeanFill:
+    """Each sample's per-channel mean over its valid features."""
+
+    def __call__(self, features, valid, generator):
+        if valid is None:
+            return features.mean(dim=1, keepdim=True)
+        w = valid.unsqueeze(-1).to(features.dtype)
+        return (features * w).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp_min(1)
+
+
+@FILLS.register("constant")
+class ConstantFill:
+    """One constant everywhere (e.g. the normalised background value)."""
+
+    def __init__(self, value: float = 0.0) -> None:
+        self.value = float(value)
+
+    def __call__(self, features, valid, generator):
+        return torch.full_like(features[:, :1], self.value)
+
+
+@FILLS.register("background")
+class BackgroundFill:
+    """Each sample's own first feature (an image's top-left pixel): the original's ``trueMask``."""
+
+    def __call__(self, features, valid, generator):
+        return features[:, :1]
+
+
+@FILLS.register("baseline")
+class BaselineFill:
+    """Values of a given baseline, laid out as features ``(N, C)`` or ``(B, N, C)``."""
+
+    def __init__(self, baseline: Tensor) -> None:
+        self.baseline = baseline
+
+    def __call__(self, features, valid, generator):
+        return self.baseline.to(device=features.device, dtype=features.dtype).expand_as(features)
+
+
+def num_masked(fraction: float, num_features: Tensor | int) -> Tensor | int:
+    """How many features a fraction means: ``round(fraction * N)`` (per sample for text)."""
+    if isinstance(num_features, Tensor):
+        return torch.round(num_features.to(torch.float64) * fraction).long()
+    return round(fraction * num_features)
+
+
+def select_features(
+    saliency: Tensor, fraction: float, lowest: bool = True, valid: Tensor | None = None
+) -> Tensor:
+    """``(B, N)`` bool: the ``round(fraction * N_valid)`` lowest (or highest) saliency features.
+
+    Invalid positions (padding) are never selected. Ties break by ``torch.topk``'s order.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction must be in [0, 1), got {fraction!r}")
+    batch, n = saliency.shape
+    # Rank so that the features to select come first: ascending for lowest.
+    scores = saliency if lowest else -saliency
+    if valid is None:
+        count = num_masked(fraction, n)
+        if count == 0:
+            return torch.zeros_like(saliency, dtype=torch.bool)
+        idx = torch.topk(scores, count, dim=1, largest=False).indices
+        return torch.zeros_like(saliency, dtype=torch.bool).scatter_(1, idx, True)
+    scores = scores.masked_fill(~valid, float("inf"))
+    counts = num_masked(fraction, valid.sum(1))  # (B,)
+    kmax = int(counts.max()) if batch else 0
+    if kmax == 0:
+        return torch.zeros_like(saliency, dtype=torch.bool)
+    idx = torch.topk(scores, kmax, dim=1, largest=False).indices  # (B, kmax)
+    take = torch.arange(kmax, device=saliency.device) < counts.unsqueeze(1)
+    return torch.zeros_like(saliency, dtype=torch.bool).scatter_(1, idx, take)
+
+
+def mask_features(
+    features: Tensor,
+    saliency: Tensor,
+    fraction: float,
+    lowest: bool = True,
+    fill: Fill | None = None,
+    generator: torch.Generator | None = None,
+    valid: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Replace the lowest-``fraction`` (or highest) saliency features with ``fill`` values.
+
+    Args:
+        features: ``(B, N, C)`` (see :meth:`sgt.features.Modality.to_features`).
+        saliency: ``(B, N)`` per-feature saliency.
+        fraction: share of (valid) features to replace, in ``[0, 1)``.
+        lowest: ``True`` for SGT training (least salient), ``False`` for evaluation.
+        fill: a :class:`Fill`; default uniform random in each sample's range.
+        generator: a ``torch.Generator`` on ``features.device`` for reproducible fills.
+        valid: ``(B, N)`` bool of real features; padding is never selected.
+    Returns:
+        ``(masked features (B, N, C), selected (B, N) bool)``.
+    """
+    selected = select_features(saliency, fraction, lowest, valid)
+    fill = fill or UniformFill()
+    values = fill(features, valid, generator).expand_as(features)
+    masked = torch.where(selected.unsqueeze(-1), values, features)
+    return masked, selected
+
+
+def get_fill(name: str, **kwargs) -> Fill:
+    """A fill by registered name, e.g. ``get_fill("constant", value=-0.42)``."""
+    return FILLS.get(name)(**kwargs)

@@ -1,0 +1,291 @@
+"""``SaliencyGuidedModule``: saliency → mask → CE + λ·KL in one ``training_step``.
+
+Wraps any classifier ``nn.Module``. Per batch (Ismail et al. 2021, Algorithm 1):
+1. saliency = ∂ target output / ∂ input (eval mode by default, like the original code);
+2. X̃ = X with its ``k`` least salient features replaced by ``fill`` values (detached);
+3. loss = CE(f(X), y) + λ · KL(f(X) ‖ f(X̃)).
+``k = 0`` skips 1–2 and is ordinary training through the same code.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+from torchmetrics import MaxMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from sgt.features import Modality, feature_saliency, get_modality
+from sgt.losses import SGTLoss, sgt_objective
+from sgt.masking import FILLS, Fill, get_fill, mask_features
+from sgt.saliency import OUTPUTS, Output, target_score
+
+SaliencyMode = Literal["eval", "train"]
+SALIENCY_MODES = ("eval", "train")
+NanPolicy = Literal["stop", "skip", "off"]
+NAN_POLICIES = ("stop", "skip", "off")
+
+
+class NonFiniteError(RuntimeError):
+    """Raised (policy ``stop``) when the saliency or the loss stops being finite."""
+
+
+@dataclass
+class StepOutput:
+    """What one SGT forward produced, for the loss and the logs."""
+
+    logits: Tensor
+    masked_logits: Tensor | None
+    objective: SGTLoss
+    finite: Tensor  # () bool: saliency and loss all finite
+
+
+def check_sgt_args(k: float, lam: float, fill: str | Fill, saliency_mode: str,
+                   saliency_output: str, nan_policy: str) -> None:
+    """Reject bad settings before any work, naming the value and what is allowed."""
+    if not isinstance(k, (int, float)) or not 0.0 <= k < 1.0:
+        raise ValueError(f"sgt.k must be a fraction in [0, 1), got {k!r}")
+    if not isinstance(lam, (int, float)) or not lam >= 0.0 or lam == float("inf"):
+        raise ValueError(f"sgt.lam must be a finite number >= 0, got {lam!r}")
+    if isinstance(fill, str) and fill not in FILLS:
+        raise ValueError(f"unknown sgt.fill {fill!r}; allowed: {', '.join(FILLS.names())}")
+    if saliency_mode not in SALIENCY_MODES:
+        raise ValueError(f"sgt.saliency_mode must be one of {list(SALIENCY_MODES)}, "
+                         f"got {saliency_mode!r}")
+    if saliency_output not in OUTPUTS:
+        raise ValueError(f"sgt.saliency_output must be one of {list(OUTPUTS)}, "
+                         f"got {saliency_output!r}")
+    if nan_policy not in NAN_POLICIES:
+        raise ValueError(f"sgt.nan_policy must be one of {list(NAN_POLICIES)}, "
+                         f"got {nan_policy!r}")
+
+
+class SaliencyGuidedModule(pl.LightningModule):
+    """Saliency guided training of ``net``.
+
+    Args:
+        net: classifier returning logits ``(B, num_classes)`` (text: with ``embed``/``classify``).
+        optimizer: ``params -> Optimizer`` (a Hydra ``_partial_``).
+        scheduler: ``optimizer -> LRScheduler`` or ``None``; ``total_steps`` is filled in
+            when the scheduler asks for it (one-cycle).
+        num_classes: for the accuracy metrics.
+        k: fraction of features masked per sample, in ``[0, 1)``; 0 = plain training.
+        lam: weight λ of the KL term.
+        fill: mask distribution, a registered name (``uniform``, ``mean``, ``constant``, …)
+            or a :class:`~sgt.masking.Fill`; ``fill_args`` are its keyword arguments.
+        abs: rank by |saliency| instead of the signed value (the original used signed).
+        saliency_mode: ``eval`` computes saliency with dropout/BatchNorm frozen (as the
+            original); ``train`` reuses the training forward (one forward fewer).
+        saliency_output: differentiate the target ``logit`` or its ``log_prob``.
+        modality: what a feature is (``image``, ``timeseries``, ``text``).
+        concat_forward: run clean and masked inputs as one batch (one forward; BatchNorm
+            statistics then mix both).
+        nan_policy: on non-finite saliency/loss ``stop`` the run, ``skip`` the batch, or ``off``.
+        seed: seeds the masking generator (plus the process rank under DDP).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        num_classes: int = 10,
+        k: float = 0.5,
+        lam: float = 1.0,
+        fill: str | Fill = "uniform",
+        fill_args: dict[str, Any] | None = None,
+        abs: bool = False,
+        saliency_mode: SaliencyMode = "eval",
+        saliency_output: Output = "logit",
+        modality: str | Modality = "image",
+        concat_forward: bool = False,
+        nan_policy: NanPolicy = "stop",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        check_sgt_args(k, lam, fill, saliency_mode, saliency_output, nan_policy)
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "fill", "modality"],
+                                  logger=False)
+        self.net = net
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.k, self.lam, self.abs = float(k), float(lam), abs
+        self.fill: Fill = get_fill(fill, **(fill_args or {})) if isinstance(fill, str) else fill
+        self.saliency_mode, self.saliency_output = saliency_mode, saliency_output
+        self.modality = get_modality(modality) if isinstance(modality, str) else modality
+        self.concat_forward, self.nan_policy, self.seed = concat_forward, nan_policy, seed
+        self.skipped_batches = 0
+        self._generator: torch.Generator | None = None
+        self._generator_state: Tensor | None = None
+        self.metrics = nn.ModuleDict({
+            f"{split}_{name}": MulticlassAccuracy(num_classes, average="micro")
+            for split in ("train", "val", "test") for name in ("acc", "acc_masked")
+        })
+        self.val_acc_best = MaxMetric()
+
+    # -- the SGT step -------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        return self.modality.classify(self.net, self.modality.embed(self.net, x),
+                                      self.modality.valid_features(x))
+
+    def generator(self, device: torch.device) -> torch.Generator:
+        """The masking generator on ``device``, seeded once (and restored on resume)."""
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device)
+            self._generator.manual_seed(self.seed * 1009 + self.global_rank)
+            if self._generator_state is not None:
+                self._generator.set_state(self._generator_state)
+                self._generator_state = None
+        return self._generator
+
+    def _eval_mode_gradient(self, x: Tensor, y: Tensor, valid: Tensor | None) -> Tensor:
+        """∂ target output / ∂ embedding with dropout and BatchNorm frozen."""
+        was_training = self.net.training
+        self.net.eval()
+        try:
+            with torch.enable_grad():
+                z = self.modality.embed(self.net, x).detach().requires_grad_(True)
+                score = target_score(self.modality.classify(self.net, z, valid), y,
+                                     self.saliency_output)
+                (grad,) = torch.autograd.grad(score, z)
+        finally:
+            self.net.train(was_training)
+        return grad
+
+    def sgt_forward(self, x: Tensor, y: Tensor, masked: bool = True) -> StepOutput:
+        """Logits of the clean and (if ``k > 0``) masked inputs and the objective."""
+        m, net = self.modality, self.net
+        valid = m.valid_features(x)
+        if self.k == 0 or not masked:
+            logits = m.classify(net, m.embed(net, x), valid)
+            objective = sgt_objective(logits, y)
+            return StepOutput(logits, None, objective, torch.isfinite(objective.loss))
+
+        if self.saliency_mode == "eval":
+            grad = self._eval_mode_gradient(x, y, valid)
+            z = m.embed(net, x)
+            logits = None
+        else:  # reuse the training forward: its graph serves the saliency and the loss
+            z = m.embed(net, x)
+            if not z.requires_grad:
+                z = z.detach().requires_grad_(True)
+            logits = m.classify(net, z, valid)
+            (grad,) = torch.autograd.grad(target_score(logits, y, self.saliency_output), z,
+                                          retain_graph=True)
+        saliency = feature_saliency(m, grad, self.abs)  # (B, N)
+        features = m.to_features(z.detach())  # (B, N, C); no gradient through the mask
+        masked_features, _ = mask_features(features, saliency, self.k, lowest=True,
+                                           fill=self.fill, generator=self.generator(z.device),
+                                           valid=valid)
+        z_masked = m.from_features(masked_features, z)
+        if logits is None and self.concat_forward:
+            both_valid = None if valid is None else torch.cat([valid, valid])
+            logits, masked_logits = m.classify(net, torch.cat([z, z_masked]),
+                                               both_valid).chunk(2)
+        else:
+            if logits is None:
+                logits = m.classify(net, z, valid)
+            masked_logits = m.classify(net, z_masked, valid)
+        objective = sgt_objective(logits, y, masked_logits, self.lam)
+        finite = torch.isfinite(saliency).all() & torch.isfinite(objective.loss)
+        return StepOutput(logits, masked_logits, objective, finite)
+
+    # -- Lightning hooks ----------------------------------------------------------------
+    def _log_step(self, split: str, out: StepOutput, y: Tensor) -> None:
+        on_step = split == "train"
+        batch_size = y.shape[0]
+        log = dict(on_step=on_step, on_epoch=True, sync_dist=not on_step, batch_size=batch_size)
+        self.log(f"{split}/loss", out.objective.loss, prog_bar=on_step, **log)
+        self.log(f"{split}/ce", out.objective.ce, **log)
+        self.log(f"{split}/kl", out.objective.kl, **log)
+        acc = self.metrics[f"{split}_acc"]
+        acc(out.logits.detach(), y)
+        self.log(f"{split}/acc", acc, prog_bar=True, on_step=False, on_epoch=True)
+        if out.masked_logits is not None:
+            acc_m = self.metrics[f"{split}_acc_masked"]
+            acc_m(out.masked_logits.detach(), y)
+            self.log(f"{split}/acc_masked", acc_m, on_step=False, on_epoch=True)
+
+    def _guard(self, out: StepOutput, split: str, batch_idx: int) -> bool:
+        """Apply ``nan_policy``; ``False`` means skip this batch."""
+        if self.nan_policy == "off" or bool(out.finite):
+            return True
+        what = ("saliency or loss" if out.masked_logits is not None else "loss")
+        where = f"{split} step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})"
+        if self.nan_policy == "stop":
+            raise NonFiniteError(
+                f"non-finite {what} at {where}: loss={float(out.objective.loss):.4g}, "
+                f"ce={float(out.objective.ce):.4g}, kl={float(out.objective.kl):.4g}; "
+                "lower the learning rate, check the inputs, or set sgt.nan_policy=skip"
+            )
+        self.skipped_batches += 1
+        self.log("train/skipped_batches", float(self.skipped_batches), on_step=True)
+        return False
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
+        x, y = batch
+        out = self.sgt_forward(x, y)
+        if not self._guard(out, "train", batch_idx):
+            return None
+        self._log_step("train", out, y)
+        return out.objective.loss
+
+    def _evaluation_step(self, split: str, batch: tuple[Tensor, Tensor]) -> None:
+        # Saliency needs autograd even where Lightning evaluates under inference mode.
+        with torch.inference_mode(False), torch.enable_grad():
+            x, y = (t.clone() for t in batch)
+            out = self.sgt_forward(x, y)
+        self._log_step(split, out, y)
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluation_step("val", batch)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluation_step("test", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        self.val_acc_best(self.metrics["val_acc"].compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
+
+    def configure_optimizers(self) -> Any:
+        if self.optimizer_factory is None:
+            raise ValueError("SaliencyGuidedModule needs an optimizer factory to train")
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        kwargs: dict[str, Any] = {}
+        wants = inspect.signature(self.scheduler_factory).parameters
+        interval = "epoch"
+        if "total_steps" in wants and "total_steps" not in getattr(
+            self.scheduler_factory, "keywords", {}
+        ):
+            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
+            interval = "step"
+        scheduler = self.scheduler_factory(optimizer=optimizer, **kwargs)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
+
+    # -- exact resume: masking generator and global RNG travel with the checkpoint ------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        if self._generator is not None:
+            rng["mask"] = self._generator.get_state()
+        checkpoint["sgt_rng"] = rng
+        checkpoint["sgt_skipped_batches"] = self.skipped_batches
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rng = checkpoint.get("sgt_rng", {})
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self._generator, self._generator_state = None, rng.get("mask")
+        self.skipped_batches = checkpoint.get("sgt_skipped_batches", 0)
