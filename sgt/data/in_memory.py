@@ -1,0 +1,169 @@
+"""Base DataModule for datasets small enough to live whole in (GPU) memory.
+
+Subclasses only say how to read their files into ``(uint8 inputs, int64 labels)``; this
+class validates what was read, carves a fixed validation split, keeps everything as tensors
+(moved to the training device once) and turns batches into normalised floats on the device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from sgt.data.errors import DatasetCorruptError
+from sgt.data.tensor_loader import TensorLoader
+
+Split = tuple[Tensor, Tensor]
+
+
+class InMemoryDataModule(pl.LightningDataModule):
+    """Train/val/test tensors with batched, on-device transforms.
+
+    Args:
+        data_dir: root folder holding the dataset (``paths.data_dir``).
+        batch_size: training batch size (per process under DDP).
+        eval_batch_size: batch size for validation and test.
+        val_size: images carved from the training set for model selection (ignored when
+            the dataset has its own validation set, see :meth:`load_val_split`).
+        split_seed: fixes the validation split, independently of the run's seed.
+        seed: shuffling seed of the training loader.
+        on_device: move the tensors to the training device once, in ``setup``.
+        download: allow torchvision's download when the files are missing.
+    """
+
+    name: str = "dataset"
+    modality: str = "image"
+    num_classes: int = 0
+    mean: Sequence[float] = (0.0,)
+    std: Sequence[float] = (1.0,)
+
+    def __init__(
+        self,
+        data_dir: str | Path = "data",
+        batch_size: int = 512,
+        eval_batch_size: int = 1000,
+        val_size: int = 5000,
+        split_seed: int = 0,
+        seed: int = 0,
+        on_device: bool = True,
+        download: bool = True,
+    ) -> None:
+        super().__init__()
+        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"dataset.{key} must be a positive integer, got {value!r}")
+        if val_size < 0:
+            raise ValueError(f"dataset.val_size must be >= 0, got {val_size!r}")
+        self.data_dir = Path(data_dir)
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.val_size, self.split_seed, self.seed = val_size, split_seed, seed
+        self.on_device, self.download = on_device, download
+        self.splits: dict[str, Split] = {}
+
+    # -- what a subclass provides -------------------------------------------------------
+    def load_split(self, train: bool) -> Split:
+        """Read the official train or test set: ``(uint8 (N, ...) inputs, (N,) labels)``."""
+        raise NotImplementedError
+
+    def load_val_split(self) -> Split | None:
+        """The dataset's own validation set, if it has one; ``None`` carves it from train."""
+        return None
+
+    def augment(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Training-time augmentation of a uint8 batch on its device (none by default)."""
+        return x
+
+    # -- shared machinery ---------------------------------------------------------------
+    def normalize(self, x: Tensor) -> Tensor:
+        """uint8 ``(B, C, H, W)`` -> normalised float, on the batch's device."""
+        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        return (x.float() / 255.0 - mean) / std
+
+    def train_transform(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        return self.normalize(self.augment(x, generator))
+
+    def eval_transform(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        return self.normalize(x)
+
+    def _checked(self, split: Split, what: str) -> Split:
+        x, y = split
+        if len(y) == 0:
+            raise DatasetCorruptError(f"{self.name} {what} set under {self.data_dir} is empty")
+        if len(x) != len(y):
+            raise DatasetCorruptError(
+                f"{self.name} {what} set has {len(x)} inputs but {len(y)} labels"
+            )
+        bad = (y < 0) | (y >= self.num_classes)
+        if bool(bad.any()):
+            raise DatasetCorruptError(
+                f"{self.name} {what} labels must be in [0, {self.num_classes - 1}], found "
+                f"{int(y[bad][0])} (at index {int(bad.nonzero()[0])}); check the label files"
+            )
+        if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            raise DatasetCorruptError(f"{self.name} {what} inputs contain NaN or inf")
+        return x, y.long()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        x, y = self._checked(self.load_split(train=True), "training")
+        official_val = self.load_val_split()
+        if official_val is not None:
+            train, val = (x, y), self._checked(official_val, "validation")
+        else:
+            if self.val_size >= len(y):
+                raise ValueError(
+                    f"dataset.val_size={self.val_size} leaves no training data ({len(y)} images)"
+                )
+            g = torch.Generator().manual_seed(self.split_seed)
+            perm = torch.randperm(len(y), generator=g)
+            val_idx, train_idx = perm[: self.val_size], perm[self.val_size :]
+            train, val = (x[train_idx], y[train_idx]), (x[val_idx], y[val_idx])
+        self.splits = {
+            "train": train,
+            "val": val,
+            "test": self._checked(self.load_split(train=False), "test"),
+        }
+        device = self._device()
+        if device is not None:
+            self.splits = {k: (a.to(device), b.to(device)) for k, (a, b) in self.splits.items()}
+
+    def _device(self) -> torch.device | None:
+        trainer = self.trainer
+        if not self.on_device or trainer is None:
+            return None
+        device = trainer.strategy.root_device
+        return device if device.type != "cpu" else None
+
+    def _loader(self, split: str, train: bool) -> TensorLoader:
+        x, y = self.splits[split]
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        return TensorLoader(
+            x,
+            y,
+            self.batch_size if train else self.eval_batch_size,
+            transform=self.train_transform if train else self.eval_transform,
+            shuffle=train,
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
+        )
+
+    def train_dataloader(self) -> TensorLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> TensorLoader:
+        return self._loader("val" if len(self.splits["val"][1]) else "test", train=False)
+
+    def test_dataloader(self) -> TensorLoader:
+        return self._loader("test", train=False)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.splits["test"][0].shape[1:])
