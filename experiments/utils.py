@@ -7,11 +7,13 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from contextlib import suppress
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from experiments.validation import fail
@@ -48,6 +50,18 @@ def _only_hydra_files(run_dir: Path) -> bool:
                                     p.suffix == ".log" for p in run_dir.iterdir())
 
 
+def _undo_start(run_dir: Path) -> None:
+    """Remove what Hydra wrote for a start that failed: the run dir when it holds nothing
+    else, or a resumed start's own ``.hydra/resume_<n>`` (the earlier results stay)."""
+    if _only_hydra_files(run_dir):
+        shutil.rmtree(run_dir, ignore_errors=True)
+    elif HydraConfig.initialized() and HydraConfig.get().output_subdir not in (None, ".hydra"):
+        subdir = run_dir / HydraConfig.get().output_subdir
+        shutil.rmtree(subdir, ignore_errors=True)
+        with suppress(OSError):  # .hydra/ itself, if this start created it
+            subdir.parent.rmdir()
+
+
 def report_user_errors(output_dir: Callable[[DictConfig], Path | None]) -> Callable[[F], F]:
     """CLI wrapper: a :class:`SGTError` becomes one line and exit 2, and a run dir holding
     nothing but Hydra's bookkeeping is removed, so a failed start leaves no partial results."""
@@ -59,8 +73,8 @@ def report_user_errors(output_dir: Callable[[DictConfig], Path | None]) -> Calla
                 return task(cfg)
             except SGTError as err:
                 run_dir = output_dir(cfg)
-                if run_dir is not None and _only_hydra_files(run_dir):
-                    shutil.rmtree(run_dir, ignore_errors=True)
+                if run_dir is not None:
+                    _undo_start(run_dir)
                 fail(str(err))
 
         return run  # type: ignore[return-value]

@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, read_write
 
 from sgt.data.errors import SGTError
 from sgt.module import check_sgt_args
@@ -22,11 +23,25 @@ class ConfigError(SGTError, ValueError):
     """A setting is out of range or unknown."""
 
 
-def _positive_int(cfg: DictConfig, key: str) -> None:
+INT_SETTINGS = {  # key: (lowest, highest) allowed value
+    "seed": (0, 2**32 - 1),  # Lightning would silently swap a seed outside for a random one
+    "dataset.batch_size": (1, None),
+    "dataset.eval_batch_size": (1, None),
+    "dataset.val_size": (0, None),
+}
+
+
+def _check_int(cfg: DictConfig, key: str, low: int, high: int | None) -> None:
     value = OmegaConf.select(cfg, key)
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                              or value <= 0):
-        raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+    if value is None:
+        return
+    if (not isinstance(value, int) or isinstance(value, bool) or value < low
+            or (high is not None and value > high)):
+        if high is not None:
+            allowed = f"an integer in [{low}, {high}]"
+        else:
+            allowed = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise ConfigError(f"{key} must be {allowed}, got {value!r}")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -42,8 +57,12 @@ def validate(cfg: DictConfig) -> None:
         if sgt.get("concat_forward") and sgt.get("saliency_mode") != "eval":
             raise ConfigError("sgt.concat_forward=true needs sgt.saliency_mode=eval "
                               f"(got {sgt.get('saliency_mode')!r})")
-    for key in ("dataset.batch_size", "dataset.eval_batch_size"):
-        _positive_int(cfg, key)
+    for key, (low, high) in INT_SETTINGS.items():
+        _check_int(cfg, key, low, high)
+    accelerator = OmegaConf.select(cfg, "trainer.accelerator")
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.accelerator={accelerator} but this machine has no CUDA GPU; "
+                          "use trainer=cpu (or trainer.accelerator=auto)")
     max_epochs = OmegaConf.select(cfg, "trainer.max_epochs")
     if max_epochs is not None and (not isinstance(max_epochs, int) or max_epochs < -1
                                    or max_epochs == 0):
@@ -55,9 +74,14 @@ def validate(cfg: DictConfig) -> None:
                           "with hydra.run.dir=<the run to resume>")
 
 
+def results_in(output_dir: Path) -> list[str]:
+    """The results of an earlier run that ``output_dir`` holds."""
+    return [p for p in ("metrics.json", "checkpoints") if (output_dir / p).exists()]
+
+
 def refuse_overwrite(output_dir: Path, resuming: bool) -> None:
     """A new run never writes into a folder that already holds results."""
-    taken = [p for p in ("metrics.json", "checkpoints") if (output_dir / p).exists()]
+    taken = results_in(output_dir)
     if taken and not resuming:
         raise ConfigError(
             f"{output_dir} already holds results ({', '.join(taken)}); choose another "
@@ -65,9 +89,19 @@ def refuse_overwrite(output_dir: Path, resuming: bool) -> None:
         )
 
 
+def resume_subdir(run_dir: Path) -> str:
+    """Where Hydra saves a resumed start's config: ``.hydra/resume_<n>``, so the first
+    start's ``.hydra/config.yaml`` (what evaluation rebuilds the run from) stays untouched."""
+    n = 1
+    while (run_dir / ".hydra" / f"resume_{n}").exists():
+        n += 1
+    return f".hydra/resume_{n}"
+
+
 def fail(message: str) -> None:
-    """Print one line to stderr and exit 2: what CLIs do with a user error."""
-    print(f"error: {message}", file=sys.stderr)
+    """Print one line to stderr and exit 2: what CLIs do with a user error (a message
+    quoting another library's many-line error is folded onto that line)."""
+    print("error: " + " ".join(message.split()), file=sys.stderr)
     sys.exit(2)
 
 
@@ -84,11 +118,17 @@ class ValidateConfig(Callback):
     """Hydra callback: validate before the run/sweep dir exists."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        run_dir = Path(config.hydra.run.dir)
         try:
             validate(config)
-            refuse_overwrite(Path(config.hydra.run.dir), config.get("ckpt_path") is not None)
+            refuse_overwrite(run_dir, config.get("ckpt_path") is not None)
         except SGTError as err:
             fail(str(err))
+        # A resume keeps the first start's .hydra/ files as they are (a DDP child process
+        # started by Lightning already has a subdir of its own).
+        if results_in(run_dir) and config.hydra.output_subdir == ".hydra":
+            with read_write(config.hydra):
+                config.hydra.output_subdir = resume_subdir(run_dir)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra import compose

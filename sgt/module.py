@@ -20,6 +20,8 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from sgt.checkpoint_io import NET_KEY, net_name
+from sgt.data.errors import SGTError
 from sgt.features import Modality, feature_saliency, get_modality
 from sgt.losses import SGTLoss, sgt_objective
 from sgt.masking import FILLS, Fill, get_fill, mask_features
@@ -31,7 +33,7 @@ NanPolicy = Literal["stop", "skip", "off"]
 NAN_POLICIES = ("stop", "skip", "off")
 
 
-class NonFiniteError(RuntimeError):
+class NonFiniteError(SGTError, RuntimeError):
     """Raised (policy ``stop``) when the saliency or the loss stops being finite."""
 
 
@@ -87,6 +89,9 @@ class SaliencyGuidedModule(pl.LightningModule):
             statistics then mix both).
         nan_policy: on non-finite saliency/loss ``stop`` the run, ``skip`` the batch, or ``off``.
         seed: seeds the masking generator (plus the process rank under DDP).
+        channels_last: store ``net``'s 4-D weights channels-last (faster convs on GPUs).
+        compile: ``torch.compile`` ``net`` once Lightning sets the model up (the saliency,
+            clean and masked passes all run through the compiled module).
     """
 
     def __init__(
@@ -106,6 +111,8 @@ class SaliencyGuidedModule(pl.LightningModule):
         concat_forward: bool = False,
         nan_policy: NanPolicy = "stop",
         seed: int = 0,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         check_sgt_args(k, lam, fill, saliency_mode, saliency_output, nan_policy)
@@ -118,6 +125,7 @@ class SaliencyGuidedModule(pl.LightningModule):
         self.saliency_mode, self.saliency_output = saliency_mode, saliency_output
         self.modality = get_modality(modality) if isinstance(modality, str) else modality
         self.concat_forward, self.nan_policy, self.seed = concat_forward, nan_policy, seed
+        self.channels_last, self.compile_net, self._compiled = channels_last, compile, False
         self.skipped_batches = 0
         self._generator: torch.Generator | None = None
         self._generator_state: Tensor | None = None
@@ -126,6 +134,7 @@ class SaliencyGuidedModule(pl.LightningModule):
             for split in ("train", "val", "test") for name in ("acc", "acc_masked")
         })
         self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # in the state dict: a resumed run keeps its best
 
     # -- the SGT step -------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
@@ -195,6 +204,14 @@ class SaliencyGuidedModule(pl.LightningModule):
         return StepOutput(logits, masked_logits, objective, finite)
 
     # -- Lightning hooks ----------------------------------------------------------------
+    def configure_model(self) -> None:
+        """Speed options, applied before Lightning wraps ``net`` (DDP) or makes optimizers."""
+        if self.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        if self.compile_net and not self._compiled:
+            self.net.compile()  # in place: state-dict keys stay those of ``net``
+            self._compiled = True
+
     def _log_step(self, split: str, out: StepOutput, y: Tensor) -> None:
         on_step = split == "train"
         batch_size = y.shape[0]
@@ -214,7 +231,7 @@ class SaliencyGuidedModule(pl.LightningModule):
         """Apply ``nan_policy``; ``False`` means skip this batch."""
         if self.nan_policy == "off" or bool(out.finite):
             return True
-        what = ("saliency or loss" if out.masked_logits is not None else "loss")
+        what = "loss" if not bool(torch.isfinite(out.objective.loss)) else "saliency"
         where = f"{split} step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})"
         if self.nan_policy == "stop":
             raise NonFiniteError(
@@ -280,6 +297,7 @@ class SaliencyGuidedModule(pl.LightningModule):
             rng["mask"] = self._generator.get_state()
         checkpoint["sgt_rng"] = rng
         checkpoint["sgt_skipped_batches"] = self.skipped_batches
+        checkpoint[NET_KEY] = net_name(self.net)  # named when the weights do not fit
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         rng = checkpoint.get("sgt_rng", {})

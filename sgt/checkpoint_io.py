@@ -1,0 +1,136 @@
+"""Checkpoints that are never half-written, and that fail with one clear line when unusable.
+
+A run killed while saving must not leave a truncated ``last.ckpt`` that a resume would
+trust. :class:`AtomicCheckpointIO` writes each checkpoint to a hidden temporary file in the
+same folder, fsyncs it and renames it over the target (atomic on POSIX), so the target is
+always the previous or the new complete file. Reading turns torch's errors about corrupt or
+foreign files into a :class:`CheckpointError`, and :func:`check_fits` says which network a
+checkpoint was trained with when it does not fit the one being built.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from torch import nn
+
+from sgt.data.errors import SGTError
+
+NET_KEY = "sgt_net"  # checkpoint entry naming the network class it holds weights for
+
+
+class CheckpointError(SGTError, ValueError):
+    """A checkpoint cannot be read, or holds weights for another network."""
+
+
+def net_name(net: nn.Module) -> str:
+    """Import path of a network's class, e.g. ``sgt.models.mnist_cnn.MNISTNet``."""
+    return f"{type(net).__module__}.{type(net).__qualname__}"
+
+
+def temporary_path(path: Path) -> Path:
+    """Where ``path`` is written before the rename: hidden, not ``*.ckpt``, and the same
+    name every time, so a file left by a killed save is simply replaced by the next one."""
+    return path.with_name(f".{path.name}.tmp")
+
+
+def _reason(path: str | Path, err: Exception) -> str:
+    """Why torch could not load ``path``, in a few words (its own errors run to many lines)."""
+    if not zipfile.is_zipfile(path):  # torch.save writes zip archives; the index is at the end
+        return "not a complete zip archive, as torch.save writes"
+    text = str(err).strip()
+    return text.splitlines()[0].split(". ")[0] if text else type(err).__name__
+
+
+def read_checkpoint(path: str | Path, map_location: Any = "cpu",
+                    weights_only: bool | None = None) -> dict[str, Any]:
+    """``torch.load`` a checkpoint; a truncated or foreign file raises :class:`CheckpointError`."""
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=weights_only)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # torch raises many types (pickle, zip, EOF) for one cause
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: it is truncated or not a PyTorch checkpoint "
+            f"({_reason(path, err)}); pass another ckpt_path (e.g. an epoch_*.ckpt beside it), "
+            "or start a new run without one"
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path} is not a Lightning checkpoint (no state_dict); "
+                              "pass a .ckpt written by experiments.train")
+    return checkpoint
+
+
+def _first_difference(theirs: dict[str, Any], ours: dict[str, torch.Tensor]) -> str | None:
+    """The first parameter name or shape that differs, in words; ``None`` if all match."""
+    for key, value in ours.items():
+        if key not in theirs:
+            return f"the checkpoint has no {key}"
+        if tuple(theirs[key].shape) != tuple(value.shape):
+            return (f"{key} is {tuple(theirs[key].shape)} in the checkpoint but "
+                    f"{tuple(value.shape)} here")
+    extra = next((key for key in theirs if key not in ours), None)
+    return None if extra is None else f"the checkpoint has an unexpected {extra}"
+
+
+def check_fits(checkpoint: dict[str, Any], module: nn.Module, path: str | Path) -> None:
+    """Raise :class:`CheckpointError` unless ``checkpoint`` holds ``module``'s exact weights
+    (same names and shapes), naming the network it was trained with and this run's."""
+    problem = _first_difference(checkpoint["state_dict"], module.state_dict())
+    if problem is None:
+        return
+    net = getattr(module, "net", module)
+    trained = checkpoint.get(NET_KEY, "another network")
+    raise CheckpointError(
+        f"checkpoint {path} was trained with {trained}, which does not fit this run's "
+        f"{net_name(net)} ({problem}); set model=... to the one it was trained with, "
+        "or pass another ckpt_path"
+    )
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint plugin: atomic, fsynced writes; clear errors on unreadable files.
+
+    Wired in through ``trainer.plugins`` (``configs/trainer/default.yaml``); it covers every
+    file ``ModelCheckpoint`` writes, ``last.ckpt`` included (``save_last: true`` saves a full
+    copy through this plugin, where ``save_last: link`` would not).
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path,
+                        storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temporary_path(path)
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)  # make the rename itself durable
+
+    def load_checkpoint(self, path: str | Path,
+                        map_location: Callable | Any = lambda storage, loc: storage,
+                        weights_only: bool | None = None) -> dict[str, Any]:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"Checkpoint file not found: {path}")
+        return read_checkpoint(path, map_location, weights_only)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
