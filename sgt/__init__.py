@@ -6,6 +6,8 @@ The library is usable without Hydra::
     module = SaliencyGuidedModule(my_net, optimizer=partial(torch.optim.Adam, lr=1e-3), k=0.5)
 """
 
+from sgt.attribution import METHODS, get_method
+from sgt.evaluation import AccuracyDrop, AccuracyDropResult, CascadingRandomization
 from sgt.features import (
     ImageModality,
     Modality,
@@ -21,6 +23,10 @@ from sgt.saliency import input_gradient
 
 __all__ = [
     "FILLS",
+    "METHODS",
+    "AccuracyDrop",
+    "AccuracyDropResult",
+    "CascadingRandomization",
     "ImageModality",
     "Modality",
     "NonFiniteError",
@@ -30,6 +36,7 @@ __all__ = [
     "TimeSeriesModality",
     "feature_saliency",
     "get_fill",
+    "get_method",
     "get_modality",
     "input_gradient",
     "mask_features",

@@ -90,8 +90,8 @@ class BackgroundFill:
 class BaselineFill:
     """Values of a given baseline, laid out as features ``(N, C)`` or ``(B, N, C)``."""
 
-    def __init__(self, baseline: Tensor) -> None:
-        self.baseline = baseline
+    def __init__(self, baseline: Tensor | list) -> None:
+        self.baseline = torch.as_tensor(baseline)  # a list from YAML works too
 
     def __call__(self, features, valid, generator):
         return self.baseline.to(device=features.device, dtype=features.dtype).expand_as(features)
