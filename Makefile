@@ -6,7 +6,7 @@ SGT_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),$(CURD
 export SGT_DATA_DIR
 EPOCHS ?= 2
 
-.PHONY: install train test lint
+.PHONY: install train test lint reproduce-mnist
 
 install:  ## install sgt and its dev tools (torch from this machine's disk when present)
 	$(PIP) install -e ".[dev]"
@@ -19,3 +19,13 @@ test: install  ## the CPU test suite (slow and GPU tests excluded)
 
 lint:
 	$(PYTHON) -m ruff check .
+
+ifndef REPRO_DIR
+REPRO_DIR := outputs/reproduce-mnist/$(shell date +%Y-%m-%d_%H-%M-%S)
+endif
+reproduce-mnist: install  ## the paper's MNIST: regular vs SGT (k=0.5), accuracy drop of 7 methods, comparison
+	$(PYTHON) -m experiments.train experiment=mnist sgt.k=0 hydra.run.dir=$(REPRO_DIR)/regular
+	$(PYTHON) -m experiments.train experiment=mnist sgt.k=0.5 hydra.run.dir=$(REPRO_DIR)/sgt
+	$(PYTHON) -m experiments.evaluate ckpt_path=$(REPRO_DIR)/regular hydra.run.dir=$(REPRO_DIR)/eval_regular
+	$(PYTHON) -m experiments.evaluate ckpt_path=$(REPRO_DIR)/sgt hydra.run.dir=$(REPRO_DIR)/eval_sgt
+	$(PYTHON) -m experiments.compare $(REPRO_DIR)/regular $(REPRO_DIR)/sgt --labels regular SGT --out $(REPRO_DIR)/compare
