@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from experiments.validation import fail
@@ -71,11 +72,15 @@ def report_user_errors(output_dir: Callable[[DictConfig], Path | None]) -> Calla
         def run(cfg: DictConfig) -> Any:
             try:
                 return task(cfg)
-            except SGTError as err:
+            except (SGTError, InstantiationException) as err:
+                # Hydra wraps what a ``_target_`` raises (a model's bad weights, say).
+                user_error = err if isinstance(err, SGTError) else err.__cause__
+                if not isinstance(user_error, SGTError):
+                    raise
                 run_dir = output_dir(cfg)
                 if run_dir is not None:
                     _undo_start(run_dir)
-                fail(str(err))
+                fail(str(user_error))
 
         return run  # type: ignore[return-value]
 

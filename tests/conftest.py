@@ -35,6 +35,11 @@ needs_mnist = pytest.mark.skipif(
     not (MNIST_RAW / "train-images-idx3-ubyte.gz").is_file(),
     reason=f"real MNIST not found under {MNIST_RAW}",
 )
+CIFAR10_PNG = (SHARED_DATA / "cifar10-convnetjs", SHARED_DATA / "cifar10-test-png")
+needs_cifar10 = pytest.mark.skipif(
+    not all(d.is_dir() for d in CIFAR10_PNG),
+    reason=f"real CIFAR-10 PNGs not found under {SHARED_DATA}",
+)
 
 
 def compose_config(
@@ -66,3 +71,9 @@ def train_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
 def _clear_hydra() -> Iterator[None]:
     yield
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One decoded-image cache per test session: decode once, never into the repository."""
+    return tmp_path_factory.mktemp("cache")

@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from sgt.data.errors import DatasetCorruptError
+from sgt.data.errors import DatasetCorruptError, SGTError
 from sgt.data.tensor_loader import TensorLoader
 
 Split = tuple[Tensor, Tensor]
@@ -93,10 +93,12 @@ class InMemoryDataModule(pl.LightningDataModule):
     def _checked(self, split: Split, what: str) -> Split:
         x, y = split
         if len(y) == 0:
-            raise DatasetCorruptError(f"{self.name} {what} set under {self.data_dir} is empty")
+            raise DatasetCorruptError(f"{self.name} {what} set under {self.data_dir} is empty; "
+                                      "restore its files")
         if len(x) != len(y):
             raise DatasetCorruptError(
-                f"{self.name} {what} set has {len(x)} inputs but {len(y)} labels"
+                f"{self.name} {what} set has {len(x)} inputs but {len(y)} labels; restore "
+                "the files so that every input has its label"
             )
         bad = (y < 0) | (y >= self.num_classes)
         if bool(bad.any()):
@@ -105,33 +107,38 @@ class InMemoryDataModule(pl.LightningDataModule):
                 f"{int(y[bad][0])} (at index {int(bad.nonzero()[0])}); check the label files"
             )
         if x.is_floating_point() and not bool(torch.isfinite(x).all()):
-            raise DatasetCorruptError(f"{self.name} {what} inputs contain NaN or inf")
+            first = int((~torch.isfinite(x)).reshape(len(x), -1).any(1).nonzero()[0])
+            raise DatasetCorruptError(f"{self.name} {what} inputs contain NaN or inf (first "
+                                      f"at index {first}); fix or drop those samples")
         return x, y.long()
 
     def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
+        # Read once (``train`` reads early, so bad files fail before any output is written);
+        # move to the device whenever a trainer says which (a no-op once they are there).
+        if not self.splits:
+            self.splits = self._read_splits()
+        device = self._device()
+        if device is not None:
+            self.splits = {k: (a.to(device), b.to(device)) for k, (a, b) in self.splits.items()}
+
+    def _read_splits(self) -> dict[str, Split]:
         x, y = self._checked(self.load_split(train=True), "training")
         official_val = self.load_val_split()
         if official_val is not None:
             train, val = (x, y), self._checked(official_val, "validation")
         else:
             if self.val_size >= len(y):
-                raise ValueError(
-                    f"dataset.val_size={self.val_size} leaves no training data ({len(y)} images)"
-                )
+                raise SGTError(f"dataset.val_size={self.val_size} leaves no training data "
+                               f"({len(y)} images); set dataset.val_size below {len(y)}")
             g = torch.Generator().manual_seed(self.split_seed)
             perm = torch.randperm(len(y), generator=g)
             val_idx, train_idx = perm[: self.val_size], perm[self.val_size :]
             train, val = (x[train_idx], y[train_idx]), (x[val_idx], y[val_idx])
-        self.splits = {
+        return {
             "train": train,
             "val": val,
             "test": self._checked(self.load_split(train=False), "test"),
         }
-        device = self._device()
-        if device is not None:
-            self.splits = {k: (a.to(device), b.to(device)) for k, (a, b) in self.splits.items()}
 
     def _device(self) -> torch.device | None:
         trainer = self.trainer

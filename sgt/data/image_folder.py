@@ -1,0 +1,113 @@
+"""Images sorted into class folders, e.g. BIRD: ``<data_dir>/<folder>/{train,valid,test}/<class>/``.
+
+The layout is torchvision's ``ImageFolder`` (its ``find_classes``/``make_dataset`` scan it),
+with the official validation split kept instead of carving one from train. Every image is
+decoded once into a uint8 cache file and held in memory like the smaller datasets: BIRD's
+~35 000 224×224 images are ~5 GB of uint8, which fits in host and GPU memory, and then
+batches cost one index instead of JPEG decoding every epoch. As the original BIRD code
+(``ToTensor`` only), pixels are scaled to [0, 1] without normalisation or augmentation.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import torch
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+from sgt.data.cache import cached_split, fingerprint
+from sgt.data.errors import DatasetCorruptError, DatasetNotFoundError
+from sgt.data.images import read_rgb_stack
+from sgt.data.in_memory import InMemoryDataModule, Split
+
+
+class ImageFolderDataModule(InMemoryDataModule):
+    """Class-folder images of one fixed square size, with official train/valid/test splits.
+
+    Args (beyond :class:`InMemoryDataModule`'s):
+        folder: the dataset's folder under ``data_dir`` (BIRD: ``bird260``).
+        image_size: every image must be ``image_size × image_size`` pixels.
+        train_dir / val_dir / test_dir: split folder names; ``val_dir=None`` carves
+            ``val_size`` images from train instead.
+        cache_dir: where decoded images are cached as uint8 tensors; ``None`` disables it.
+    """
+
+    name = "image_folder"
+    mean = (0.0, 0.0, 0.0)  # ToTensor only: pixels / 255
+    std = (1.0, 1.0, 1.0)
+
+    def __init__(self, *args, folder: str = "bird260", image_size: int = 224,
+                 train_dir: str = "train", val_dir: str | None = "valid", test_dir: str = "test",
+                 cache_dir: str | Path | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(image_size, int) or image_size <= 0:
+            raise ValueError(f"dataset.image_size must be a positive integer, got {image_size!r}")
+        self.root = self.data_dir / folder
+        self.image_size = image_size
+        self.split_dirs = {"train": train_dir, "val": val_dir, "test": test_dir}
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
+
+    @cached_property
+    def classes(self) -> list[str]:
+        """Class names: the sub-folders of the training split, sorted (label = position)."""
+        train = self.root / self.split_dirs["train"]
+        if not train.is_dir():
+            raise DatasetNotFoundError(
+                f"image folder not found: no {train}. Set SGT_DATA_DIR (or paths.data_dir=...) "
+                f"to the folder holding {self.root.name}/, whose split folders "
+                f"{[d for d in self.split_dirs.values() if d]} hold one folder per class, "
+                "or set dataset.folder"
+            )
+        try:
+            return find_classes(str(train))[0]
+        except FileNotFoundError as err:
+            raise DatasetCorruptError(f"{err} Put each class's images in its own "
+                                      "sub-folder") from None
+
+    @property
+    def num_classes(self) -> int:  # type: ignore[override]
+        return len(self.classes)
+
+    def _files(self, split: str) -> tuple[list[Path], torch.Tensor]:
+        """Image paths of a split (sorted by class, then name) and their labels."""
+        folder = self.root / str(self.split_dirs[split])
+        if not folder.is_dir():
+            raise DatasetNotFoundError(f"{folder} does not exist: the {split} split of "
+                                       f"{self.root} is missing")
+        try:
+            found = find_classes(str(folder))[0]
+        except FileNotFoundError:  # no class folders at all
+            found = []
+        if found != self.classes:
+            extra, lacking = sorted(set(found) - set(self.classes)), sorted(
+                set(self.classes) - set(found))
+            raise DatasetCorruptError(
+                f"class folders of {folder} differ from the training split's: extra {extra}, "
+                f"missing {lacking}; every split needs the same class folders"
+            )
+        try:
+            samples = make_dataset(str(folder), {c: i for i, c in enumerate(self.classes)},
+                                   extensions=IMG_EXTENSIONS)
+        except FileNotFoundError as err:
+            raise DatasetCorruptError(f"{folder}: {err}") from None
+        paths, labels = zip(*samples, strict=True)
+        return [Path(p) for p in paths], torch.tensor(labels)
+
+    def _load(self, split: str) -> Split:
+        paths, labels = self._files(split)
+        size = self.image_size
+
+        def decode() -> Split:
+            fix = f"resize the images to {size}×{size}, or set dataset.image_size"
+            return read_rgb_stack(paths, (size, size), fix=fix), labels
+
+        cache = None if self.cache_dir is None else (
+            self.cache_dir / f"{self.root.name}-{split}-{fingerprint(paths, size)}.pt")
+        return cached_split(cache, decode)
+
+    def load_split(self, train: bool) -> Split:
+        return self._load("train" if train else "test")
+
+    def load_val_split(self) -> Split | None:
+        return None if self.split_dirs["val"] is None else self._load("val")
