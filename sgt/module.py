@@ -17,7 +17,7 @@ from typing import Any, Literal
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
-from torchmetrics import MaxMetric
+from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from sgt.checkpoint_io import NET_KEY, net_name
@@ -129,9 +129,13 @@ class SaliencyGuidedModule(pl.LightningModule):
         self.skipped_batches = 0
         self._generator: torch.Generator | None = None
         self._generator_state: Tensor | None = None
+        # torchmetrics objects reduce over the epoch *and* over DDP processes, at epoch end.
         self.metrics = nn.ModuleDict({
             f"{split}_{name}": MulticlassAccuracy(num_classes, average="micro")
             for split in ("train", "val", "test") for name in ("acc", "acc_masked")
+        } | {
+            f"{split}_{name}": MeanMetric()
+            for split in ("train", "val", "test") for name in ("loss", "ce", "kl")
         })
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # in the state dict: a resumed run keeps its best
@@ -213,19 +217,23 @@ class SaliencyGuidedModule(pl.LightningModule):
             self._compiled = True
 
     def _log_step(self, split: str, out: StepOutput, y: Tensor) -> None:
-        on_step = split == "train"
-        batch_size = y.shape[0]
-        log = dict(on_step=on_step, on_epoch=True, sync_dist=not on_step, batch_size=batch_size)
-        self.log(f"{split}/loss", out.objective.loss, prog_bar=on_step, **log)
-        self.log(f"{split}/ce", out.objective.ce, **log)
-        self.log(f"{split}/kl", out.objective.kl, **log)
-        acc = self.metrics[f"{split}_acc"]
-        acc(out.logits.detach(), y)
-        self.log(f"{split}/acc", acc, prog_bar=True, on_step=False, on_epoch=True)
-        if out.masked_logits is not None:
-            acc_m = self.metrics[f"{split}_acc_masked"]
-            acc_m(out.masked_logits.detach(), y)
-            self.log(f"{split}/acc_masked", acc_m, on_step=False, on_epoch=True)
+        """Epoch means as ``split/name`` (synchronised across processes by torchmetrics);
+        the training loss also per step, for the progress bar."""
+        if split == "train":
+            self.log("train/loss_step", out.objective.loss, on_step=True, on_epoch=False,
+                     prog_bar=True)
+        parts = {"loss": out.objective.loss, "ce": out.objective.ce, "kl": out.objective.kl,
+                 "acc": out.logits, "acc_masked": out.masked_logits}
+        for name, value in parts.items():
+            if value is None:
+                continue
+            metric = self.metrics[f"{split}_{name}"]
+            if name.startswith("acc"):
+                metric(value.detach(), y)
+            else:
+                metric(value.detach(), weight=y.shape[0])
+            self.log(f"{split}/{name}", metric, on_step=False, on_epoch=True,
+                     prog_bar=name == "acc")
 
     def _guard(self, out: StepOutput, split: str, batch_idx: int) -> bool:
         """Apply ``nan_policy``; ``False`` means skip this batch."""

@@ -34,7 +34,7 @@ def test_train_writes_checkpoints_config_logs_and_metrics(train_cfg):
     assert (run / "csv" / "version_0" / "metrics.csv").is_file()
     saved = json.loads((run / "metrics.json").read_text())
     for key in ("test/acc", "test/acc_masked", "test/ce", "test/kl", "val/acc_best",
-                "train/kl_epoch"):
+                "train/kl"):
         assert key in saved, key
     assert 0.0 <= saved["test/acc"] <= 1.0
     assert saved["test/kl"] > 0  # SGT ran: the masked branch exists
@@ -42,7 +42,7 @@ def test_train_writes_checkpoints_config_logs_and_metrics(train_cfg):
 
 def test_k_zero_runs_the_same_path_with_zero_kl(train_cfg):
     metrics = train(train_cfg("sgt=none"))
-    assert metrics["train/kl_epoch"] == 0.0 and "test/acc_masked" not in metrics
+    assert metrics["train/kl"] == 0.0 and "test/acc_masked" not in metrics
 
 
 def test_resume_from_last_continues_the_run(train_cfg):
