@@ -6,7 +6,7 @@ SGT_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),$(CURD
 export SGT_DATA_DIR
 EPOCHS ?= 2
 
-.PHONY: install train test lint reproduce-mnist
+.PHONY: install train test lint reproduce-mnist bench cifar10
 
 install:  ## install sgt and its dev tools (torch from this machine's disk when present)
 	$(PIP) install -e ".[dev]"
@@ -29,3 +29,9 @@ reproduce-mnist: install  ## the paper's MNIST: regular vs SGT (k=0.5), accuracy
 	$(PYTHON) -m experiments.evaluate ckpt_path=$(REPRO_DIR)/regular hydra.run.dir=$(REPRO_DIR)/eval_regular
 	$(PYTHON) -m experiments.evaluate ckpt_path=$(REPRO_DIR)/sgt hydra.run.dir=$(REPRO_DIR)/eval_sgt
 	$(PYTHON) -m experiments.compare $(REPRO_DIR)/regular $(REPRO_DIR)/sgt --labels regular SGT --out $(REPRO_DIR)/compare
+
+bench: install  ## SGT step vs plain step (CPU: BENCH_ARGS="--device cpu --batch-size 32 --iters 3 --precision fp32")
+	$(PYTHON) -m experiments.benchmark $(BENCH_ARGS)
+
+cifar10: install  ## CIFAR-10 ResNet18, 30-epoch one-cycle schedule (GPU); K=0 for regular training
+	$(PYTHON) -m experiments.train experiment=cifar10_fast sgt.k=$(or $(K),0.5)
