@@ -10,7 +10,8 @@ Wraps any classifier ``nn.Module``. Per batch (Ismail et al. 2021, Algorithm 1):
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -31,6 +32,22 @@ SaliencyMode = Literal["eval", "train"]
 SALIENCY_MODES = ("eval", "train")
 NanPolicy = Literal["stop", "skip", "off"]
 NAN_POLICIES = ("stop", "skip", "off")
+
+
+@contextmanager
+def frozen_running_stats(net: nn.Module, frozen: bool = True) -> Iterator[None]:
+    """BatchNorm layers still normalise with the batch's statistics but leave their running
+    statistics as they are (momentum 0), so masked batches do not shift what test time uses."""
+    layers = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+              and frozen]
+    saved = [m.momentum for m in layers]
+    for layer in layers:
+        layer.momentum = 0.0
+    try:
+        yield
+    finally:
+        for layer, momentum in zip(layers, saved, strict=True):
+            layer.momentum = momentum
 
 
 class NonFiniteError(SGTError, RuntimeError):
@@ -90,6 +107,8 @@ class SaliencyGuidedModule(pl.LightningModule):
         nan_policy: on non-finite saliency/loss ``stop`` the run, ``skip`` the batch, or ``off``.
         seed: seeds the masking generator (plus the process rank under DDP).
         channels_last: store ``net``'s 4-D weights channels-last (faster convs on GPUs).
+        masked_bn_stats: let the masked forward update BatchNorm running statistics (the
+            original did); ``False`` keeps them to clean batches (separate passes only).
         compile: ``torch.compile`` ``net`` once Lightning sets the model up (the saliency,
             clean and masked passes all run through the compiled module).
     """
@@ -113,6 +132,7 @@ class SaliencyGuidedModule(pl.LightningModule):
         seed: int = 0,
         channels_last: bool = False,
         compile: bool = False,
+        masked_bn_stats: bool = True,
     ) -> None:
         super().__init__()
         check_sgt_args(k, lam, fill, saliency_mode, saliency_output, nan_policy)
@@ -126,6 +146,7 @@ class SaliencyGuidedModule(pl.LightningModule):
         self.modality = get_modality(modality) if isinstance(modality, str) else modality
         self.concat_forward, self.nan_policy, self.seed = concat_forward, nan_policy, seed
         self.channels_last, self.compile_net, self._compiled = channels_last, compile, False
+        self.masked_bn_stats = masked_bn_stats
         self.skipped_batches = 0
         self._generator: torch.Generator | None = None
         self._generator_state: Tensor | None = None
@@ -202,7 +223,8 @@ class SaliencyGuidedModule(pl.LightningModule):
         else:
             if logits is None:
                 logits = m.classify(net, z, valid)
-            masked_logits = m.classify(net, z_masked, valid)
+            with frozen_running_stats(net, frozen=not self.masked_bn_stats):
+                masked_logits = m.classify(net, z_masked, valid)
         objective = sgt_objective(logits, y, masked_logits, self.lam)
         finite = torch.isfinite(saliency).all() & torch.isfinite(objective.loss)
         return StepOutput(logits, masked_logits, objective, finite)

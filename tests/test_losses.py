@@ -70,3 +70,25 @@ def test_sgt_changes_parameter_gradients_versus_plain_training():
 def test_train_mode_saliency_reuses_the_forward_and_matches_eval_mode_without_dropout():
     # With dropout/BN inactive both modes see the same function: same masked input, same loss.
     torch.testing.assert_close(_param_grads(0.5, "eval"), _param_grads(0.5, "train"))
+
+
+def test_masked_bn_stats_false_keeps_running_statistics_to_clean_batches():
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(8, 1, 28, 28, generator=g) * 3 + 1, torch.randint(0, 10, (8,), generator=g)
+
+    def running_mean(masked_bn_stats):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4),
+                                  torch.nn.Flatten(), torch.nn.Linear(4 * 26 * 26, 10))
+        module = SaliencyGuidedModule(net, k=0.5, masked_bn_stats=masked_bn_stats)
+        module.net.train()
+        module.sgt_forward(x, y)
+        return net[1].running_mean.clone(), net[1].momentum
+
+    torch.manual_seed(0)
+    clean = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4))
+    clean(x)  # one clean batch: the expected running mean
+    frozen, momentum = running_mean(False)
+    torch.testing.assert_close(frozen, clean[1].running_mean)
+    assert momentum == 0.1  # restored after the masked pass
+    assert not torch.allclose(running_mean(True)[0], clean[1].running_mean)
