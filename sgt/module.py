@@ -26,7 +26,7 @@ from sgt.data.errors import SGTError
 from sgt.features import Modality, feature_saliency, get_modality
 from sgt.losses import SGTLoss, sgt_objective
 from sgt.masking import FILLS, Fill, get_fill, mask_features
-from sgt.saliency import OUTPUTS, Output, target_score
+from sgt.saliency import OUTPUTS, Output, input_gradient, target_score
 
 SaliencyMode = Literal["eval", "train"]
 SALIENCY_MODES = ("eval", "train")
@@ -181,11 +181,9 @@ class SaliencyGuidedModule(pl.LightningModule):
         was_training = self.net.training
         self.net.eval()
         try:
-            with torch.enable_grad():
-                z = self.modality.embed(self.net, x).detach().requires_grad_(True)
-                score = target_score(self.modality.classify(self.net, z, valid), y,
-                                     self.saliency_output)
-                (grad,) = torch.autograd.grad(score, z)
+            z = self.modality.embed(self.net, x)  # detached inside: input gradient only
+            grad = input_gradient(lambda e: self.modality.classify(self.net, e, valid), z, y,
+                                  self.saliency_output)
         finally:
             self.net.train(was_training)
         return grad
