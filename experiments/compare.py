@@ -22,7 +22,7 @@ from rich.table import Table
 
 from experiments.evaluate import claim_stem, latest_result
 from experiments.validation import ConfigError, fail
-from sgt.data.errors import SGTError
+from sgt.errors import SGTError
 from sgt.evaluation import AccuracyDropResult
 from sgt.plots import plot_accuracy_drop, plot_gradient_distributions, plot_saliency_examples
 

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from experiments.evaluate import claim_stem, latest_result
 from experiments.validation import ConfigError, fail
-from sgt.data.errors import SGTError
+from sgt.errors import SGTError
 from sgt.plots import plot_metric_vs
 
 SUFFIXES = (".csv", "_vs_k.png", "_vs_lam.png")

@@ -18,7 +18,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from experiments.validation import fail
-from sgt.data.errors import SGTError
+from sgt.errors import SGTError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

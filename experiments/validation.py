@@ -15,7 +15,7 @@ import torch
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, read_write
 
-from sgt.data.errors import SGTError
+from sgt.errors import SGTError
 from sgt.module import check_sgt_args
 
 

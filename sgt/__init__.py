@@ -6,7 +6,7 @@ The library is usable without Hydra::
     module = SaliencyGuidedModule(my_net, optimizer=partial(torch.optim.Adam, lr=1e-3), k=0.5)
 """
 
-from sgt.attribution import METHODS, get_method
+from sgt.errors import NonFiniteError, SettingError, SGTError
 from sgt.evaluation import AccuracyDrop, AccuracyDropResult, CascadingRandomization
 from sgt.features import (
     ImageModality,
@@ -18,8 +18,8 @@ from sgt.features import (
 )
 from sgt.losses import SGTLoss, sgt_objective
 from sgt.masking import FILLS, get_fill, mask_features, select_features
-from sgt.module import NonFiniteError, SaliencyGuidedModule
-from sgt.saliency import input_gradient
+from sgt.module import SaliencyGuidedModule
+from sgt.saliency import METHODS, Explainer, get_method, input_gradient
 
 __all__ = [
     "FILLS",
@@ -27,11 +27,14 @@ __all__ = [
     "AccuracyDrop",
     "AccuracyDropResult",
     "CascadingRandomization",
+    "Explainer",
     "ImageModality",
     "Modality",
     "NonFiniteError",
+    "SGTError",
     "SGTLoss",
     "SaliencyGuidedModule",
+    "SettingError",
     "TextModality",
     "TimeSeriesModality",
     "feature_saliency",

@@ -20,13 +20,9 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
-from sgt.data.errors import SGTError
+from sgt.errors import CheckpointError
 
 NET_KEY = "sgt_net"  # checkpoint entry naming the network class it holds weights for
-
-
-class CheckpointError(SGTError, ValueError):
-    """A checkpoint cannot be read, or holds weights for another network."""
 
 
 def net_name(net: nn.Module) -> str:

@@ -40,8 +40,9 @@ class Modality:
         """Inverse of :meth:`to_features`, shaped like ``like``."""
         raise NotImplementedError
 
-    def num_features(self, z: Tensor) -> int:
-        return self.to_features(z).shape[1]
+    def grid(self, z: Tensor) -> tuple[int, ...]:
+        """The shape the ``N`` features lie on (images ``(H, W)``), for neighbour-aware fills."""
+        return tuple(z.shape[1:2])
 
 
 class ImageModality(Modality):
@@ -57,6 +58,9 @@ class ImageModality(Modality):
         # (B, H*W, C) -> (B, C, H, W)
         return features.transpose(1, 2).reshape(like.shape)
 
+    def grid(self, z: Tensor) -> tuple[int, ...]:
+        return tuple(z.shape[2:])
+
 
 class TimeSeriesModality(Modality):
     """``(B, T, F)`` series; a feature is one (time, feature) cell."""
@@ -69,6 +73,9 @@ class TimeSeriesModality(Modality):
 
     def from_features(self, features: Tensor, like: Tensor) -> Tensor:
         return features.reshape(like.shape)
+
+    def grid(self, z: Tensor) -> tuple[int, ...]:
+        return tuple(z.shape[1:3])
 
 
 class TextModality(Modality):
@@ -119,18 +126,12 @@ def feature_saliency(modality: Modality, grad: Tensor, abs: bool = False) -> Ten
     return sal.abs() if abs else sal
 
 
-def expand_like(mask: Tensor, features: Tensor) -> Tensor:
-    """``(B, N)`` -> ``(B, N, C)`` broadcastable view for ``torch.where``."""
-    return mask.unsqueeze(-1).expand_as(features)
-
-
 __all__ = [
     "MODALITIES",
     "ImageModality",
     "Modality",
     "TextModality",
     "TimeSeriesModality",
-    "expand_like",
     "feature_saliency",
     "get_modality",
 ]

@@ -1,6 +1,6 @@
 """The SGT objective: CE(f(X), y) + λ · KL(f(X) ‖ f(X̃)).
 
-KL direction and reduction follow the original code (PAPER.md §1.2 item 8):
+KL direction and reduction follow the original code (docs/paper.md §1.2 item 8):
 ``KLDivLoss(reduction="batchmean")(log_softmax(masked), softmax(orig))`` =
 ``Σ_c p_orig (log p_orig − log p_masked)`` summed over classes, divided by the batch size.
 Neither branch is detached: gradients flow through both, as in the paper.
@@ -8,11 +8,14 @@ Neither branch is detached: gradients flow through both, as in the paper.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from sgt.errors import SettingError
 
 
 @dataclass
@@ -22,6 +25,14 @@ class SGTLoss:
     loss: Tensor
     ce: Tensor
     kl: Tensor
+
+
+def check_lam(lam: object, key: str = "lam") -> float:
+    """The one check of the KL weight λ: a finite number >= 0 (not a bool)."""
+    if (isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam)
+            or lam < 0):
+        raise SettingError(f"{key} must be a finite number >= 0, got {lam!r}")
+    return float(lam)
 
 
 def sgt_objective(

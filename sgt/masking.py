@@ -7,12 +7,14 @@ pixel's three channels). Selection is one ``torch.topk``; filling is one ``torch
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
+from sgt.errors import SettingError
 from sgt.registry import Registry
 
 
@@ -21,15 +23,17 @@ class Fill(Protocol):
 
     Args:
         features: ``(B, N, C)`` original features.
+        selected: ``(B, N)`` bool of the features being replaced (an imputing fill needs it).
         valid: ``(B, N)`` bool of real features (``None``: all), for per-sample statistics.
         generator: source of randomness for random fills.
+        grid: the shape the ``N`` features lie on (images ``(H, W)``), for fills that use
+            neighbours.
     Returns:
         ``(B, N, C)`` (or broadcastable) replacement values.
     """
 
-    def __call__(
-        self, features: Tensor, valid: Tensor | None, generator: torch.Generator | None
-    ) -> Tensor: ...
+    def __call__(self, features: Tensor, *, selected: Tensor, valid: Tensor | None,
+                 generator: torch.Generator | None, grid: tuple[int, ...]) -> Tensor: ...
 
 
 FILLS: Registry[Callable[..., Fill]] = Registry("fill")
@@ -49,7 +53,7 @@ def _masked_extrema(features: Tensor, valid: Tensor | None) -> tuple[Tensor, Ten
 class UniformFill:
     """i.i.d. Uniform[min, max] of each sample's own values, per channel (the paper's default)."""
 
-    def __call__(self, features, valid, generator):
+    def __call__(self, features, *, selected, valid, generator, grid):
         lo, hi = _masked_extrema(features, valid)
         u = torch.rand(features.shape, generator=generator, device=features.device,
                        dtype=features.dtype)
@@ -60,7 +64,7 @@ class UniformFill:
 class MeanFill:
     """Each sample's per-channel mean over its valid features."""
 
-    def __call__(self, features, valid, generator):
+    def __call__(self, features, *, selected, valid, generator, grid):
         if valid is None:
             return features.mean(dim=1, keepdim=True)
         w = valid.unsqueeze(-1).to(features.dtype)
@@ -74,7 +78,7 @@ class ConstantFill:
     def __init__(self, value: float = 0.0) -> None:
         self.value = float(value)
 
-    def __call__(self, features, valid, generator):
+    def __call__(self, features, *, selected, valid, generator, grid):
         return torch.full_like(features[:, :1], self.value)
 
 
@@ -82,7 +86,7 @@ class ConstantFill:
 class BackgroundFill:
     """Each sample's own first feature (an image's top-left pixel): the original's ``trueMask``."""
 
-    def __call__(self, features, valid, generator):
+    def __call__(self, features, *, selected, valid, generator, grid):
         return features[:, :1]
 
 
@@ -93,26 +97,34 @@ class BaselineFill:
     def __init__(self, baseline: Tensor | list) -> None:
         self.baseline = torch.as_tensor(baseline)  # a list from YAML works too
 
-    def __call__(self, features, valid, generator):
+    def __call__(self, features, *, selected, valid, generator, grid):
         return self.baseline.to(device=features.device, dtype=features.dtype).expand_as(features)
 
 
+def check_fraction(fraction: object, key: str = "fraction") -> float:
+    """The one check of a masked fraction: a number in ``[0, 1)`` (not a bool)."""
+    if (isinstance(fraction, bool) or not isinstance(fraction, (int, float))
+            or not 0.0 <= fraction < 1.0):
+        raise SettingError(f"{key} must be a fraction in [0, 1), got {fraction!r}")
+    return float(fraction)
+
+
 def num_masked(fraction: float, num_features: Tensor | int) -> Tensor | int:
-    """How many features a fraction means: ``round(fraction * N)`` (per sample for text)."""
+    """How many features a fraction means: ``int(fraction * N)``, rounded down as the
+    original code did (docs/paper.md §1.2 item 5); per sample for text."""
     if isinstance(num_features, Tensor):
-        return torch.round(num_features.to(torch.float64) * fraction).long()
-    return round(fraction * num_features)
+        return torch.floor(num_features.to(torch.float64) * fraction).long()
+    return int(fraction * num_features)
 
 
 def select_features(
     saliency: Tensor, fraction: float, lowest: bool = True, valid: Tensor | None = None
 ) -> Tensor:
-    """``(B, N)`` bool: the ``round(fraction * N_valid)`` lowest (or highest) saliency features.
+    """``(B, N)`` bool: the ``int(fraction * N_valid)`` lowest (or highest) saliency features.
 
     Invalid positions (padding) are never selected. Ties break by ``torch.topk``'s order.
     """
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"fraction must be in [0, 1), got {fraction!r}")
+    check_fraction(fraction)
     batch, n = saliency.shape
     # Rank so that the features to select come first: ascending for lowest.
     scores = saliency if lowest else -saliency
@@ -136,10 +148,11 @@ def mask_features(
     features: Tensor,
     saliency: Tensor,
     fraction: float,
+    fill: Fill,
     lowest: bool = True,
-    fill: Fill | None = None,
     generator: torch.Generator | None = None,
     valid: Tensor | None = None,
+    grid: tuple[int, ...] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Replace the lowest-``fraction`` (or highest) saliency features with ``fill`` values.
 
@@ -147,20 +160,36 @@ def mask_features(
         features: ``(B, N, C)`` (see :meth:`sgt.features.Modality.to_features`).
         saliency: ``(B, N)`` per-feature saliency.
         fraction: share of (valid) features to replace, in ``[0, 1)``.
+        fill: a :class:`Fill`, e.g. ``get_fill("uniform")`` (the paper's).
         lowest: ``True`` for SGT training (least salient), ``False`` for evaluation.
-        fill: a :class:`Fill`; default uniform random in each sample's range.
         generator: a ``torch.Generator`` on ``features.device`` for reproducible fills.
         valid: ``(B, N)`` bool of real features; padding is never selected.
+        grid: the shape the ``N`` features lie on (default ``(N,)``), for imputing fills.
     Returns:
         ``(masked features (B, N, C), selected (B, N) bool)``.
     """
     selected = select_features(saliency, fraction, lowest, valid)
-    fill = fill or UniformFill()
-    values = fill(features, valid, generator).expand_as(features)
+    values = fill(features, selected=selected, valid=valid, generator=generator,
+                  grid=grid or (features.shape[1],)).expand_as(features)
     masked = torch.where(selected.unsqueeze(-1), values, features)
     return masked, selected
 
 
-def get_fill(name: str, **kwargs) -> Fill:
-    """A fill by registered name, e.g. ``get_fill("constant", value=-0.42)``."""
-    return FILLS.get(name)(**kwargs)
+def get_fill(name: str, args: Mapping[str, Any] | None = None, key: str = "fill") -> Fill:
+    """A fill by registered name, e.g. ``get_fill("constant", {"value": -0.42})``.
+
+    The one check of fill names and arguments: either is refused naming what is allowed
+    (``key`` is how the setting is called in the message, e.g. ``sgt.fill``).
+    """
+    if name not in FILLS:
+        raise SettingError(f"unknown {key} {name!r}; allowed: {', '.join(FILLS.names())}")
+    factory = FILLS.get(name)
+    allowed = list(inspect.signature(factory).parameters)
+    if not isinstance(args or {}, Mapping):
+        raise SettingError(f"{key}_args must be a mapping of {name!r}'s arguments "
+                           f"({allowed or 'none'}), got {args!r}")
+    unknown = sorted(set(args or {}) - set(allowed))
+    if unknown:
+        raise SettingError(f"{key} {name!r} takes no argument {unknown[0]!r} in {key}_args; "
+                           f"its arguments: {allowed or 'none'}")
+    return factory(**(args or {}))

@@ -10,9 +10,10 @@ Wraps any classifier ``nn.Module``. Per batch (Ismail et al. 2021, Algorithm 1):
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal
 
 import pytorch_lightning as pl
@@ -22,16 +23,19 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from sgt.checkpoint_io import NET_KEY, net_name
-from sgt.data.errors import SGTError
+from sgt.errors import NonFiniteError, SettingError
 from sgt.features import Modality, feature_saliency, get_modality
-from sgt.losses import SGTLoss, sgt_objective
-from sgt.masking import FILLS, Fill, get_fill, mask_features
-from sgt.saliency import OUTPUTS, Output, input_gradient, target_score
+from sgt.losses import SGTLoss, check_lam, sgt_objective
+from sgt.masking import Fill, check_fraction, get_fill, mask_features
+from sgt.saliency import Output, check_output, input_gradient, target_score
 
 SaliencyMode = Literal["eval", "train"]
 SALIENCY_MODES = ("eval", "train")
 NanPolicy = Literal["stop", "skip", "off"]
 NAN_POLICIES = ("stop", "skip", "off")
+# The SGT settings (``configs/sgt``): arguments of SaliencyGuidedModule beyond the objects.
+SETTINGS = ("k", "lam", "fill", "fill_args", "abs", "saliency_mode", "saliency_output",
+            "masked_bn_stats", "concat_forward", "nan_policy", "channels_last", "compile")
 
 
 @contextmanager
@@ -50,10 +54,6 @@ def frozen_running_stats(net: nn.Module, frozen: bool = True) -> Iterator[None]:
             layer.momentum = momentum
 
 
-class NonFiniteError(SGTError, RuntimeError):
-    """Raised (policy ``stop``) when the saliency or the loss stops being finite."""
-
-
 @dataclass
 class StepOutput:
     """What one SGT forward produced, for the loss and the logs."""
@@ -64,24 +64,15 @@ class StepOutput:
     finite: Tensor  # () bool: saliency and loss all finite
 
 
-def check_sgt_args(k: float, lam: float, fill: str | Fill, saliency_mode: str,
-                   saliency_output: str, nan_policy: str) -> None:
-    """Reject bad settings before any work, naming the value and what is allowed."""
-    if not isinstance(k, (int, float)) or not 0.0 <= k < 1.0:
-        raise ValueError(f"sgt.k must be a fraction in [0, 1), got {k!r}")
-    if not isinstance(lam, (int, float)) or not lam >= 0.0 or lam == float("inf"):
-        raise ValueError(f"sgt.lam must be a finite number >= 0, got {lam!r}")
-    if isinstance(fill, str) and fill not in FILLS:
-        raise ValueError(f"unknown sgt.fill {fill!r}; allowed: {', '.join(FILLS.names())}")
-    if saliency_mode not in SALIENCY_MODES:
-        raise ValueError(f"sgt.saliency_mode must be one of {list(SALIENCY_MODES)}, "
-                         f"got {saliency_mode!r}")
-    if saliency_output not in OUTPUTS:
-        raise ValueError(f"sgt.saliency_output must be one of {list(OUTPUTS)}, "
-                         f"got {saliency_output!r}")
-    if nan_policy not in NAN_POLICIES:
-        raise ValueError(f"sgt.nan_policy must be one of {list(NAN_POLICIES)}, "
-                         f"got {nan_policy!r}")
+def _check_choice(key: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise SettingError(f"{key} must be one of {list(allowed)}, got {value!r}")
+
+
+def _check_flags(**flags: object) -> None:
+    for key, value in flags.items():
+        if not isinstance(value, bool):
+            raise SettingError(f"sgt.{key} must be true or false, got {value!r}")
 
 
 class SaliencyGuidedModule(pl.LightningModule):
@@ -122,7 +113,7 @@ class SaliencyGuidedModule(pl.LightningModule):
         k: float = 0.5,
         lam: float = 1.0,
         fill: str | Fill = "uniform",
-        fill_args: dict[str, Any] | None = None,
+        fill_args: Mapping[str, Any] = MappingProxyType({}),
         abs: bool = False,
         saliency_mode: SaliencyMode = "eval",
         saliency_output: Output = "logit",
@@ -135,13 +126,16 @@ class SaliencyGuidedModule(pl.LightningModule):
         masked_bn_stats: bool = True,
     ) -> None:
         super().__init__()
-        check_sgt_args(k, lam, fill, saliency_mode, saliency_output, nan_policy)
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "fill", "modality"],
-                                  logger=False)
+        self.fill: Fill = self.check_settings(
+            k=k, lam=lam, fill=fill, fill_args=fill_args, abs=abs, saliency_mode=saliency_mode,
+            saliency_output=saliency_output, masked_bn_stats=masked_bn_stats,
+            concat_forward=concat_forward, nan_policy=nan_policy, channels_last=channels_last,
+            compile=compile)
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "fill", "modality",
+                                          "fill_args"], logger=False)
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.k, self.lam, self.abs = float(k), float(lam), abs
-        self.fill: Fill = get_fill(fill, **(fill_args or {})) if isinstance(fill, str) else fill
         self.saliency_mode, self.saliency_output = saliency_mode, saliency_output
         self.modality = get_modality(modality) if isinstance(modality, str) else modality
         self.concat_forward, self.nan_policy, self.seed = concat_forward, nan_policy, seed
@@ -160,6 +154,41 @@ class SaliencyGuidedModule(pl.LightningModule):
         })
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # in the state dict: a resumed run keeps its best
+
+    # -- settings: every default is the signature's, every check is here ---------------
+    @classmethod
+    def settings_defaults(cls) -> dict[str, Any]:
+        """The SGT settings and their defaults (what ``configs/sgt/default.yaml`` shows)."""
+        params = inspect.signature(cls.__init__).parameters
+        return {name: params[name].default for name in SETTINGS}
+
+    @classmethod
+    def check_settings(cls, **settings: Any) -> Fill:
+        """Refuse unknown, mistyped, out-of-range or incompatible settings, naming the value
+        and what is allowed; unset ones take their defaults. Returns the fill they describe.
+        (The Hydra side calls this before any run dir exists; ``__init__`` calls it too.)"""
+        unknown = sorted(set(settings) - set(SETTINGS))
+        if unknown:
+            raise SettingError(f"unknown setting sgt.{unknown[0]}; allowed: "
+                               f"{', '.join(SETTINGS)}")
+        s = {**cls.settings_defaults(), **settings}
+        check_fraction(s["k"], "sgt.k")
+        check_lam(s["lam"], "sgt.lam")
+        _check_choice("sgt.saliency_mode", s["saliency_mode"], SALIENCY_MODES)
+        check_output(s["saliency_output"], "sgt.saliency_output")
+        _check_choice("sgt.nan_policy", s["nan_policy"], NAN_POLICIES)
+        _check_flags(**{key: s[key] for key in ("abs", "masked_bn_stats", "concat_forward",
+                                                 "channels_last", "compile")})
+        if s["concat_forward"] and s["saliency_mode"] != "eval":
+            raise SettingError("sgt.concat_forward=true needs sgt.saliency_mode=eval (train "
+                               "mode already reuses the clean forward for the saliency)")
+        if s["concat_forward"] and not s["masked_bn_stats"]:
+            raise SettingError("sgt.concat_forward=true runs clean and masked inputs as one "
+                               "batch, so BatchNorm statistics cannot be kept to clean ones; "
+                               "set sgt.masked_bn_stats=true or sgt.concat_forward=false")
+        if not isinstance(s["fill"], str):
+            return s["fill"]
+        return get_fill(s["fill"], s["fill_args"], "sgt.fill")
 
     # -- the SGT step -------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
@@ -210,9 +239,9 @@ class SaliencyGuidedModule(pl.LightningModule):
                                           retain_graph=True)
         saliency = feature_saliency(m, grad, self.abs)  # (B, N)
         features = m.to_features(z.detach())  # (B, N, C); no gradient through the mask
-        masked_features, _ = mask_features(features, saliency, self.k, lowest=True,
-                                           fill=self.fill, generator=self.generator(z.device),
-                                           valid=valid)
+        masked_features, _ = mask_features(features, saliency, self.k, self.fill,
+                                           generator=self.generator(z.device), valid=valid,
+                                           grid=m.grid(z))
         z_masked = m.from_features(masked_features, z)
         if logits is None and self.concat_forward:
             both_valid = None if valid is None else torch.cat([valid, valid])

@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from sgt.attribution import ModalityForward
+from sgt.errors import SettingError
 from sgt.evaluation import LEVELS, AccuracyDrop, AccuracyDropResult, area_under_curve
 from sgt.features import ImageModality
+from sgt.saliency import ModalityForward
 
 INFORMATIVE = [5, 10, 13]  # of the 16 pixels of a 4 × 4 image; the top-left (0) is not one
 
@@ -44,7 +45,7 @@ def test_removing_by_gradient_drops_accuracy_faster_than_random() -> None:
         ThreePixels(), loader, ["grad", "random"])
     grad, random = result.accuracy["grad"], result.accuracy["random"]
     share_of_class_0 = float(torch.cat([y for _, y in loader]).eq(0).double().mean())
-    assert grad[:2] == [1.0, 1.0]  # 0 and round(1.6) = 2 of 3 informative pixels removed
+    assert grad[:2] == [1.0, 1.0]  # 0 and int(1.6) = 1 of 3 informative pixels removed
     # from 20 % (3 pixels) on every informative pixel is gone: s = 0, argmax picks class 0
     assert grad[2:] == pytest.approx([share_of_class_0] * 8)
     assert result.auc["grad"] < result.auc["random"]
@@ -63,7 +64,7 @@ def test_level_zero_is_plain_accuracy() -> None:
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_each_level_replaces_exactly_the_stated_fraction_of_top_features(channels: int) -> None:
-    """10 × 10 = 100 features: level p changes round(100 p) pixels, all channels, the top ones."""
+    """10 × 10 = 100 features: level p changes int(100 p) pixels, all channels, the top ones."""
     metric = AccuracyDrop(fill="constant", fill_args={"value": 99.0}, progress=False)
     z = torch.randn(4, channels, 10, 10)
     scores = torch.rand(4, 100)
@@ -72,7 +73,7 @@ def test_each_level_replaces_exactly_the_stated_fraction_of_top_features(channel
     changed = (perturbed == 99.0).flatten(3)  # (levels, B, C, N)
     assert changed.all(2).eq(changed.any(2)).all()  # a pixel's channels go together
     for level, mask in zip(LEVELS, changed.any(2), strict=True):
-        count = round(100 * level)
+        count = int(100 * level)
         assert mask.sum(1).tolist() == [count] * 4
         top = scores.topk(count, dim=1).indices if count else torch.empty(4, 0).long()
         assert mask.gather(1, top).all()
@@ -117,14 +118,21 @@ def test_result_round_trips_and_tabulates() -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
-    ({"levels": (0.0, 1.0)}, r"levels must be fractions in \[0, 1\)"),
+    ({"levels": (0.0, 1.0)}, r"each of levels must be a fraction in \[0, 1\)"),
+    ({"levels": ()}, "levels must list at least one fraction"),
     ({"fill": "nope"}, "unknown fill 'nope'"),
     ({"output": "prob"}, "output must be one of"),
     ({"limit_batches": 0}, "limit_batches must be a positive integer"),
+    ({"limit_batches": True}, "limit_batches must be a positive integer"),
 ])
 def test_bad_settings_name_the_value(kwargs: dict, match: str) -> None:
-    with pytest.raises((ValueError, KeyError), match=match):
+    with pytest.raises(SettingError, match=match):
         AccuracyDrop(**kwargs)
+
+
+def test_no_methods_is_refused_before_any_work() -> None:
+    with pytest.raises(SettingError, match="no attribution methods"):
+        AccuracyDrop(progress=False)(ThreePixels(), _data(), [])
 
 
 def test_explains_log_prob_when_asked() -> None:
@@ -136,7 +144,7 @@ def test_explains_log_prob_when_asked() -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_every_method_on_the_gpu_is_seeded_and_leaves_the_global_rng() -> None:
-    from sgt.attribution import METHODS
+    from sgt.saliency import METHODS
     from sgt.models import MNISTNet
 
     torch.manual_seed(0)

@@ -27,7 +27,7 @@ from PIL import Image
 
 from experiments.train import train
 from experiments.validation import fail
-from sgt.data.errors import SGTError
+from sgt.errors import SGTError
 from sgt.data.in_memory import InMemoryDataModule, Split
 from sgt.data.mnist import FILES, IMAGE_MAGIC, LABEL_MAGIC
 from tests.conftest import CPU_TEST_OVERRIDES, ROOT, compose_config

@@ -11,8 +11,8 @@ import pytorch_lightning as pl
 import torch
 
 from experiments.train import train
-from sgt.data.errors import SGTError
-from sgt.module import NonFiniteError
+from sgt.errors import SGTError
+from sgt.errors import NonFiniteError
 from tests.conftest import needs_mnist
 
 pytestmark = needs_mnist

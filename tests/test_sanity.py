@@ -35,7 +35,7 @@ def test_layers_are_randomised_from_the_top_and_the_model_is_untouched() -> None
     net = _net()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     x, y = torch.randn(6, 1, 8, 8), torch.randint(0, 3, (6,))
-    rows = CascadingRandomization(seed=0)(net, x, y, ["grad", "random"])
+    rows = CascadingRandomization(seed=0)(net, [(x, y)], ["grad", "random"]).rows
     assert [name for name, _ in randomizable_layers(net)] == ["0", "3", "5"]
     grad = [r for r in rows if r["method"] == "grad"]
     assert [r["layer"] for r in grad] == ["original", "5", "3", "0"]
@@ -44,4 +44,4 @@ def test_layers_are_randomised_from_the_top_and_the_model_is_untouched() -> None
     # a random "saliency" ignores the model: the check exposes it (correlation stays 1)
     assert all(r["spearman"] == 1.0 for r in rows if r["method"] == "random")
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
-    assert CascadingRandomization(seed=0)(net, x, y, ["grad"]) == grad
+    assert CascadingRandomization(seed=0)(net, [(x, y)], ["grad"]).rows == grad

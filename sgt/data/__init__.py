@@ -1,11 +1,11 @@
 """DataModules: one per dataset family, sharing the in-memory tensor machinery."""
 
 from sgt.data.cifar10 import CIFAR10DataModule
-from sgt.data.errors import DatasetCorruptError, DatasetNotFoundError, SGTError
 from sgt.data.image_folder import ImageFolderDataModule
 from sgt.data.in_memory import InMemoryDataModule
 from sgt.data.mnist import MNISTDataModule
 from sgt.data.tensor_loader import TensorLoader
+from sgt.errors import DatasetCorruptError, DatasetNotFoundError, SGTError
 
 __all__ = [
     "CIFAR10DataModule",

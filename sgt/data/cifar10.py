@@ -21,10 +21,10 @@ import torch
 from torch import Tensor
 
 from sgt.data.cache import cached_split, fingerprint
-from sgt.data.errors import DatasetCorruptError, DatasetNotFoundError
 from sgt.data.images import read_rgb_stack
 from sgt.data.in_memory import InMemoryDataModule, Split
 from sgt.data.transforms import random_crop_flip
+from sgt.errors import DatasetCorruptError, DatasetNotFoundError
 
 SOURCES = ("torchvision", "png")
 PICKLE_DIR = "cifar-10-batches-py"

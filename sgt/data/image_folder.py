@@ -17,9 +17,9 @@ import torch
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
 from sgt.data.cache import cached_split, fingerprint
-from sgt.data.errors import DatasetCorruptError, DatasetNotFoundError
 from sgt.data.images import read_rgb_stack
 from sgt.data.in_memory import InMemoryDataModule, Split
+from sgt.errors import DatasetCorruptError, DatasetNotFoundError
 
 
 class ImageFolderDataModule(InMemoryDataModule):

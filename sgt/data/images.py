@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from sgt.data.errors import DatasetCorruptError
+from sgt.errors import DatasetCorruptError
 
 
 def read_rgb(path: Path) -> np.ndarray:

@@ -14,8 +14,8 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from sgt.data.errors import DatasetCorruptError, SGTError
 from sgt.data.tensor_loader import TensorLoader
+from sgt.errors import DatasetCorruptError, SGTError
 
 Split = tuple[Tensor, Tensor]
 
@@ -170,7 +170,3 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> TensorLoader:
         return self._loader("test", train=False)
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.splits["test"][0].shape[1:])

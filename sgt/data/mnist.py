@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sgt.data.errors import DatasetCorruptError, DatasetNotFoundError
 from sgt.data.in_memory import InMemoryDataModule, Split
+from sgt.errors import DatasetCorruptError, DatasetNotFoundError
 
 FILES = {
     True: ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),

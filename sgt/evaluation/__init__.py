@@ -6,14 +6,20 @@ from sgt.evaluation.accuracy_drop import (
     AccuracyDropResult,
     area_under_curve,
 )
-from sgt.evaluation.sanity import CascadingRandomization, rank, spearman
+from sgt.evaluation.base import RESULTS, Evaluation, EvaluationResult, result_from_dict
+from sgt.evaluation.sanity import CascadingRandomization, SanityResult, rank, spearman
 
 __all__ = [
     "LEVELS",
+    "RESULTS",
     "AccuracyDrop",
     "AccuracyDropResult",
     "CascadingRandomization",
+    "Evaluation",
+    "EvaluationResult",
+    "SanityResult",
     "area_under_curve",
     "rank",
+    "result_from_dict",
     "spearman",
 ]

@@ -1,6 +1,6 @@
 """Accuracy drop when the most salient features are removed, without retraining.
 
-The "modified ROAR" of the SGT paper (PAPER.md §3(a)): for 0, 10, …, 90 % of the
+The "modified ROAR" of the SGT paper (docs/paper.md §3(a)): for 0, 10, …, 90 % of the
 features, replace the *most* salient ones of every test input and measure the trained
 classifier's accuracy. A faithful saliency method makes accuracy fall fast, so a lower
 area under the curve is better. Each method's attributions are computed once per batch and
@@ -18,17 +18,11 @@ import torch
 from rich.progress import Progress
 from torch import Tensor, nn
 
-from sgt.attribution import (
-    Attribution,
-    ModalityForward,
-    explain,
-    feature_scores,
-    get_method,
-    method_generator,
-)
+from sgt.errors import SettingError
+from sgt.evaluation.base import RESULTS, check_methods
 from sgt.features import ImageModality, Modality
-from sgt.masking import Fill, get_fill, mask_features
-from sgt.saliency import OUTPUTS, Output
+from sgt.masking import Fill, check_fraction, get_fill, mask_features
+from sgt.saliency import Attribution, Explainer, ModalityForward, Output, check_output
 
 LEVELS: tuple[float, ...] = tuple(i / 10 for i in range(10))
 
@@ -39,10 +33,12 @@ def area_under_curve(levels: Sequence[float], values: Sequence[float]) -> float:
                                  torch.tensor(levels, dtype=torch.float64)))
 
 
+@RESULTS.register("accuracy_drop")
 @dataclass
 class AccuracyDropResult:
     """Plain data: accuracy per method and level, and the area under each curve."""
 
+    kind: ClassVar[str] = "accuracy_drop"
     levels: list[float]
     accuracy: dict[str, list[float]]  # method -> accuracy at each level
     auc: dict[str, float]  # method -> area under its curve (lower = more faithful)
@@ -54,8 +50,12 @@ class AccuracyDropResult:
         rows = [[m, self.auc[m], *acc] for m, acc in self.accuracy.items()]
         return columns, rows
 
+    def summary(self) -> dict[str, float]:
+        """``auc/<method>``: what sweep reports and loggers compare."""
+        return {f"auc/{m}": a for m, a in self.auc.items()}
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"kind": self.kind, **asdict(self)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AccuracyDropResult:
@@ -89,14 +89,15 @@ class AccuracyDrop:
         limit_batches: int | None = None,
         progress: bool = True,
     ) -> None:
-        self.levels = [float(level) for level in levels]
-        if not self.levels or any(not 0.0 <= level < 1.0 for level in self.levels):
-            raise ValueError(f"levels must be fractions in [0, 1), got {list(levels)!r}")
-        if limit_batches is not None and limit_batches <= 0:
-            raise ValueError(f"limit_batches must be a positive integer, got {limit_batches!r}")
-        if output not in OUTPUTS:
-            raise ValueError(f"output must be one of {list(OUTPUTS)}, got {output!r}")
-        self.fill = get_fill(fill, **(fill_args or {})) if isinstance(fill, str) else fill
+        if not levels:
+            raise SettingError("levels must list at least one fraction in [0, 1), got none")
+        self.levels = [check_fraction(level, "each of levels") for level in levels]
+        if limit_batches is not None and (isinstance(limit_batches, bool) or
+                                          not isinstance(limit_batches, int) or limit_batches <= 0):
+            raise SettingError(f"limit_batches must be a positive integer or null, got "
+                               f"{limit_batches!r}")
+        check_output(output, "output")
+        self.fill = get_fill(fill, fill_args) if isinstance(fill, str) else fill
         self.seed, self.output = seed, output
         self.limit_batches, self.progress = limit_batches, progress
 
@@ -106,18 +107,18 @@ class AccuracyDrop:
         features = modality.to_features(z)  # (B, N, C)
         return torch.stack([
             modality.from_features(
-                mask_features(features, scores, level, lowest=False, fill=self.fill,
-                              generator=generator, valid=valid)[0], z)
+                mask_features(features, scores, level, self.fill, lowest=False,
+                              generator=generator, valid=valid, grid=modality.grid(z))[0], z)
             for level in self.levels
         ])
 
-    def evaluate_batch(self, forward: ModalityForward, method: Attribution, x: Tensor,
-                       y: Tensor, generator: torch.Generator) -> Tensor:
+    def evaluate_batch(self, explainer: Explainer, name: str, x: Tensor, y: Tensor) -> Tensor:
         """``(levels,)`` number of correct predictions of the batch at each level."""
+        forward = explainer.forward
         m = forward.modality
-        z, attribution = explain(method, forward, x, y, generator)
+        z, scores = explainer(name, x, y)
         valid = m.valid_features(x)
-        perturbed = self.perturb(m, z, feature_scores(m, attribution), valid, generator)
+        perturbed = self.perturb(m, z, scores, valid, explainer.generator(name))
         levels = len(self.levels)
         with torch.no_grad():
             # every level of the batch as one forward: (levels * B, ...)
@@ -128,34 +129,33 @@ class AccuracyDrop:
     def __call__(
         self,
         model: nn.Module,
-        loader: Iterable[tuple[Tensor, Tensor]],
+        loader: Iterable[Sequence[Tensor]],
         methods: Sequence[str] | Mapping[str, Attribution],
         modality: Modality | None = None,
     ) -> AccuracyDropResult:
-        """Evaluate ``methods`` (names or instances) on ``loader``'s ``(x, y)`` batches.
+        """Evaluate ``methods`` (names or instances) on ``loader``'s ``(x, y, ...)`` batches.
 
         ``model`` maps ``modality.embed`` output to logits (images: any classifier); it is
         evaluated in eval mode on its own device and left in the mode it was in.
         """
-        if not isinstance(methods, Mapping):
-            methods = {name: get_method(name) for name in methods}
-        forward = ModalityForward(model, modality or ImageModality(), self.output)
-        device = next(model.parameters()).device
+        check_methods(methods)
+        explainer = Explainer(ModalityForward(model, modality or ImageModality(), self.output),
+                              methods, self.seed)
+        device = explainer.device
         was_training = model.training
         model.eval()
         correct: dict[str, Tensor] = {}
         total = 0
         try:
             with Progress(disable=not self.progress, transient=True) as bar:
-                for name, method in methods.items():
-                    generator = method_generator(self.seed, name, device)
+                for name in explainer.methods:
                     counts = torch.zeros(len(self.levels), dtype=torch.long, device=device)
                     batches = islice(loader, self.limit_batches)
                     task = bar.add_task(f"accuracy drop: {name}", total=self._num_batches(loader))
                     total = 0
-                    for x, y in batches:
+                    for x, y, *_ in batches:
                         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                        counts += self.evaluate_batch(forward, method, x, y, generator)
+                        counts += self.evaluate_batch(explainer, name, x, y)
                         total += y.shape[0]
                         bar.advance(task)
                     correct[name] = counts

@@ -9,23 +9,24 @@ stay similar while the weights are destroyed does not explain the model.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from sgt.attribution import (
-    Attribution,
-    ModalityForward,
-    explain,
-    feature_scores,
-    get_method,
-    global_rng_from,
-    method_generator,
-)
+from sgt.errors import SettingError
+from sgt.evaluation.base import RESULTS, check_methods
 from sgt.features import ImageModality, Modality
-from sgt.saliency import Output
+from sgt.saliency import (
+    Attribution,
+    Explainer,
+    ModalityForward,
+    Output,
+    check_output,
+    global_rng_from,
+)
 
 
 def rank(x: Tensor) -> Tensor:
@@ -65,57 +66,96 @@ def randomizable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
             and next(m.parameters(recurse=False), None) is not None]
 
 
+@RESULTS.register("sanity")
+@dataclass
+class SanityResult:
+    """Rows ``{method, step, layer, spearman, spearman_std}``; step 0 is the trained model."""
+
+    kind: ClassVar[str] = "sanity"
+    rows: list[dict[str, Any]]
+    num_samples: int
+
+    def table(self) -> tuple[list[str], list[list[Any]]]:
+        columns = ["method", "step", "layer", "spearman", "spearman_std"]
+        return columns, [[row[c] for c in columns] for row in self.rows]
+
+    def summary(self) -> dict[str, float]:
+        """``spearman_final/<method>``: correlation once every layer is random (lower =
+        the maps depend on the weights, as they should)."""
+        last = {row["method"]: row["spearman"] for row in self.rows}
+        return {f"spearman_final/{m}": v for m, v in last.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SanityResult:
+        return cls(list(data["rows"]), int(data["num_samples"]))
+
+
 class CascadingRandomization:
     """Spearman correlation between original and cascading-randomised saliency maps.
 
     Args:
+        num_samples: test inputs compared (the first ones the loader yields).
         seed: seeds the re-initialisation and each method's generator; a method's random
             draws are the same at every step, so only the weights differ.
         output: explain the target ``logit`` or its ``log_prob``.
     """
 
-    def __init__(self, seed: int = 0, output: Output = "logit") -> None:
-        self.seed, self.output = seed, output
+    def __init__(self, num_samples: int = 500, seed: int = 0, output: Output = "logit") -> None:
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise SettingError(f"num_samples must be a positive integer, got {num_samples!r}")
+        check_output(output, "output")
+        self.num_samples, self.seed, self.output = num_samples, seed, output
 
-    def _scores(self, model: nn.Module, modality: Modality, method: Attribution, name: str,
-                x: Tensor, y: Tensor) -> Tensor:
-        forward = ModalityForward(model, modality, self.output)
-        generator = method_generator(self.seed, name, x.device)
-        _, attribution = explain(method, forward, x, y, generator)
-        return feature_scores(modality, attribution)
+    def _first_samples(self, loader: Iterable[Sequence[Tensor]]) -> tuple[Tensor, Tensor]:
+        xs, ys, n = [], [], 0
+        for x, y, *_ in loader:
+            xs.append(x)
+            ys.append(y)
+            n += len(y)
+            if n >= self.num_samples:
+                break
+        if not xs:
+            raise ValueError("the loader yielded no batches")
+        return torch.cat(xs)[: self.num_samples], torch.cat(ys)[: self.num_samples]
 
     def __call__(
         self,
         model: nn.Module,
-        x: Tensor,
-        y: Tensor,
+        loader: Iterable[Sequence[Tensor]],
         methods: Sequence[str] | Mapping[str, Attribution] = ("grad",),
         modality: Modality | None = None,
-    ) -> list[dict[str, Any]]:
-        """Rows ``{method, step, layer, spearman, spearman_std}``; step 0 is the trained model.
+    ) -> SanityResult:
+        """Compare the maps of the loader's first ``num_samples`` inputs, layer by layer.
 
         ``model`` is copied (the caller's weights are never touched) and run in eval mode on
-        its device; ``x``, ``y`` are one batch of inputs and true labels.
+        its device.
         """
-        if not isinstance(methods, Mapping):
-            methods = {name: get_method(name) for name in methods}
+        check_methods(methods)
         modality = modality or ImageModality()
-        device = next(model.parameters()).device
-        x, y = x.to(device), y.to(device)
         randomized = copy.deepcopy(model).eval()
-        original = {name: self._scores(randomized, modality, m, name, x, y)
-                    for name, m in methods.items()}
+        explainer = Explainer(ModalityForward(randomized, modality, self.output), methods,
+                              self.seed)
+        device = explainer.device
+        x, y = (t.to(device) for t in self._first_samples(loader))
+
+        def scores() -> dict[str, Tensor]:
+            explainer.reset()  # the same random draws at every step: only the weights differ
+            return {name: explainer(name, x, y)[1] for name in explainer.methods}
+
+        original = scores()
         rows = [{"method": name, "step": 0, "layer": "original", "spearman": 1.0,
-                 "spearman_std": 0.0} for name in methods]
+                 "spearman_std": 0.0} for name in original]
         init = torch.Generator(device=device).manual_seed(self.seed)
         layers = randomizable_layers(randomized)[::-1]  # output layer first
         for step, (layer, module) in enumerate(layers, start=1):
             with torch.no_grad(), global_rng_from(init):
                 module.reset_parameters()
-            for name, method in methods.items():
-                rho = spearman(original[name], self._scores(randomized, modality, method,
-                                                            name, x, y))
+            for name, randomized_scores in scores().items():
+                rho = spearman(original[name], randomized_scores)
                 rows.append({"method": name, "step": step, "layer": layer,
                              "spearman": rho.mean().item(),
                              "spearman_std": rho.std(correction=0).item()})
-        return rows
+        return SanityResult(rows, len(y))

@@ -14,13 +14,9 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import get_model_weights
 
-from sgt.data.errors import SGTError
+from sgt.errors import ModelError
 
 log = logging.getLogger(__name__)
-
-
-class ModelError(SGTError, ValueError):
-    """A model name or its pretrained weights cannot be used."""
 
 
 def _download(arch: str, weights: str) -> dict[str, Tensor]:

@@ -17,7 +17,8 @@ from typing import Any
 import torchvision
 from torch import nn
 
-from sgt.models.pretrained import ModelError, load_pretrained, no_inplace, pretrained_state_dict
+from sgt.errors import ModelError
+from sgt.models.pretrained import load_pretrained, no_inplace, pretrained_state_dict
 
 
 def classification_models() -> list[str]:

@@ -8,17 +8,21 @@ import pytest
 import torch
 from torch import nn
 
-from sgt.attribution import (
+from sgt.features import ImageModality
+from sgt.models import MNISTNet
+from sgt.saliency import (
     METHODS,
+    Explainer,
     ModalityForward,
-    explain,
-    feature_scores,
     get_method,
     global_rng_from,
     method_generator,
 )
-from sgt.features import ImageModality
-from sgt.models import MNISTNet
+
+
+def explain(method, forward, x, y, seed=0, name="m"):
+    """One method's ``(z, attribution)`` through the Explainer, with a fresh seeded stream."""
+    return Explainer(forward, {name: method}, seed).attribute(name, x, y)
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +41,8 @@ def test_method_is_batched_shaped_and_seeded(cnn: ModalityForward, name: str) ->
     x, y = _batch()
     options = {"n_steps": 8} if name == "integrated_gradients" else {}
     method = get_method(name, **options)
-    z, a = explain(method, cnn, x, y, method_generator(0, name, x.device))
-    _, again = explain(method, cnn, x, y, method_generator(0, name, x.device))
+    z, a = explain(method, cnn, x, y)
+    _, again = explain(method, cnn, x, y)
     assert a.shape == x.shape and torch.isfinite(a).all()
     assert torch.equal(a, again)  # same seed, same baselines and noise
     assert torch.equal(z, x) and not z.requires_grad
@@ -47,9 +51,8 @@ def test_method_is_batched_shaped_and_seeded(cnn: ModalityForward, name: str) ->
 
 def test_batched_grad_equals_per_sample_grad(cnn: ModalityForward) -> None:
     x, y = _batch()
-    g = method_generator(0, "grad", x.device)
-    batched = explain(get_method("grad"), cnn, x, y, g)[1]
-    single = [explain(get_method("grad"), cnn, x[i:i + 1], y[i:i + 1], g)[1] for i in range(3)]
+    batched = explain(get_method("grad"), cnn, x, y)[1]
+    single = [explain(get_method("grad"), cnn, x[i:i + 1], y[i:i + 1])[1] for i in range(3)]
     assert torch.allclose(batched, torch.cat(single), atol=1e-6)
 
 
@@ -58,7 +61,7 @@ def test_deeplift_is_captum_deeplift_on_the_mnist_cnn(cnn: ModalityForward) -> N
     """The CNN's separate ReLU modules let captum's rescale rule hook every one of them."""
     x, y = _batch()
     baseline = torch.rand(x.shape, generator=method_generator(0, "deeplift", x.device))
-    _, a = explain(get_method("deeplift"), cnn, x, y, method_generator(0, "deeplift", x.device))
+    _, a = explain(get_method("deeplift"), cnn, x, y, name="deeplift")
     expected = ca.DeepLift(cnn).attribute(x.clone().requires_grad_(), baseline, target=y)
     assert torch.allclose(a, expected, atol=1e-6)
 
@@ -71,8 +74,7 @@ def test_deeplift_sums_to_the_output_difference() -> None:
     forward = ModalityForward(net.eval(), ImageModality())
     x, y = _batch()
     baseline = torch.rand(x.shape, generator=method_generator(0, "deeplift", x.device))
-    _, a = explain(get_method("deeplift"), forward, x, y,
-                   method_generator(0, "deeplift", x.device))
+    _, a = explain(get_method("deeplift"), forward, x, y, name="deeplift")
     with torch.no_grad():
         gap = (forward(x) - forward(baseline)).gather(1, y[:, None]).squeeze(1)
     assert torch.allclose(a.flatten(1).sum(1), gap, atol=1e-4)
@@ -81,9 +83,9 @@ def test_deeplift_sums_to_the_output_difference() -> None:
 def test_random_ranking_repeats_under_a_seed_and_changes_with_it(cnn: ModalityForward) -> None:
     x, y = _batch()
     method = get_method("random")
-    first = explain(method, cnn, x, y, method_generator(3, "random", x.device))[1]
-    same = explain(method, cnn, x, y, method_generator(3, "random", x.device))[1]
-    other = explain(method, cnn, x, y, method_generator(4, "random", x.device))[1]
+    first = explain(method, cnn, x, y, seed=3)[1]
+    same = explain(method, cnn, x, y, seed=3)[1]
+    other = explain(method, cnn, x, y, seed=4)[1]
     assert torch.equal(first, same) and not torch.equal(first, other)
 
 
@@ -108,9 +110,9 @@ def test_gradient_shap_estimates_what_captum_estimates() -> None:
 def test_smoothgrad_draws_from_our_generator_not_the_global_one(cnn: ModalityForward) -> None:
     x, y = _batch(2)
     state = torch.get_rng_state()
-    g = method_generator(0, "smoothgrad", x.device)
-    a = explain(get_method("smoothgrad"), cnn, x, y, g)[1]
-    b = explain(get_method("smoothgrad"), cnn, x, y, g)[1]
+    explainer = Explainer(cnn, ["smoothgrad"])
+    a = explainer.attribute("smoothgrad", x, y)[1]
+    b = explainer.attribute("smoothgrad", x, y)[1]
     assert torch.equal(torch.get_rng_state(), state)  # global RNG untouched
     assert not torch.equal(a, b)  # the generator advanced: fresh noise for the next batch
 
@@ -129,9 +131,21 @@ def test_global_rng_from_routes_draws_and_restores() -> None:
 
 def test_feature_score_is_abs_of_channel_mean() -> None:
     attribution = torch.tensor([1.0, -3.0, 5.0]).view(1, 3, 1, 1).expand(1, 3, 2, 1)
-    scores = feature_scores(ImageModality(), attribution)
+
+    class Fixed:  # a method returning a fixed attribution (its sign flipped on request)
+        def __init__(self, sign: float) -> None:
+            self.sign = sign
+
+        def __call__(self, forward, z, target, valid, generator):
+            return self.sign * attribution
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(6, 2))
+    forward = ModalityForward(net, ImageModality())
+    x, y = torch.zeros(1, 3, 2, 1), torch.zeros(1, dtype=torch.long)
+    explainer = Explainer(forward, {"plus": Fixed(1.0), "minus": Fixed(-1.0)})
+    _, scores = explainer("plus", x, y)
     assert scores.shape == (1, 2) and torch.allclose(scores, torch.tensor([[1.0, 1.0]]))
-    assert torch.allclose(feature_scores(ImageModality(), -attribution), scores)
+    assert torch.allclose(explainer("minus", x, y)[1], scores)
 
 
 def test_unknown_method_lists_the_known_ones() -> None:

@@ -14,21 +14,30 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sgt.errors import SettingError
+
 Output = Literal["logit", "log_prob"]
 OUTPUTS: tuple[str, ...] = ("logit", "log_prob")
 
 
-def target_score(logits: Tensor, target: Tensor, output: Output = "logit") -> Tensor:
-    """Sum over the batch of the target-class output: one backward gives every sample's grad.
+def check_output(output: str, key: str = "saliency_output") -> None:
+    """The one check of which model output is explained (``logit`` or ``log_prob``)."""
+    if output not in OUTPUTS:
+        raise SettingError(f"{key} must be one of {list(OUTPUTS)}, got {output!r}")
 
-    ``output="log_prob"`` differentiates ``log p_y`` (the original MNIST network ended in
-    ``log_softmax``); ``"logit"`` differentiates the raw logit ``z_y`` (CIFAR/BIRD).
+
+def explained_output(logits: Tensor, output: Output = "logit") -> Tensor:
+    """The explained output per class: the logits, or ``log_softmax`` of them.
+
+    ``log_prob`` is what the original MNIST network returned (it ended in ``log_softmax``);
+    ``logit`` is the raw class score (the original CIFAR/BIRD networks).
     """
-    if output == "log_prob":
-        logits = F.log_softmax(logits, dim=-1)
-    elif output != "logit":
-        raise ValueError(f"unknown saliency output {output!r}; allowed: {list(OUTPUTS)}")
-    return logits.gather(1, target.view(-1, 1)).sum()
+    return F.log_softmax(logits, dim=-1) if output == "log_prob" else logits
+
+
+def target_score(logits: Tensor, target: Tensor, output: Output = "logit") -> Tensor:
+    """Sum over the batch of the target-class output: one backward gives every sample's grad."""
+    return explained_output(logits, output).gather(1, target.view(-1, 1)).sum()
 
 
 def input_gradient(

@@ -1,6 +1,6 @@
 """Attribution methods by name, for evaluation: captum's methods, batched, on the device.
 
-The protocol of the paper's accuracy-drop evaluation (PAPER.md §3(a)): the target is the
+The protocol of the paper's accuracy-drop evaluation (docs/paper.md §3(a)): the target is the
 true label; Integrated Gradients and DeepLift take one U[0, 1) random baseline of the
 input's shape, the SHAP variants five, GradientShap adds N(0, 0.09²) input noise. Every
 random draw comes from a seeded ``torch.Generator`` on the device, so a run repeats exactly.
@@ -8,25 +8,23 @@ random draw comes from a seeded ``torch.Generator`` on the device, so a run repe
 Attributions are taken w.r.t. ``z = modality.embed(net, x)`` through
 ``modality.classify`` (:class:`ModalityForward`), so images, time series and text share
 these methods. A method maps ``(forward, z, target, valid, generator)`` to an attribution
-shaped like ``z``; :func:`feature_scores` turns it into the per-feature ranking score.
+shaped like ``z``; :class:`sgt.saliency.Explainer` runs them and ranks features.
 """
 
 from __future__ import annotations
 
 import warnings
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
 import captum.attr as ca
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sgt.features import Modality, feature_saliency
+from sgt.features import Modality
 from sgt.registry import Registry
-from sgt.saliency import OUTPUTS, Output, input_gradient
+from sgt.saliency.gradient import Output, check_output, explained_output, input_gradient
 
 
 class ModalityForward(nn.Module):
@@ -39,13 +37,11 @@ class ModalityForward(nn.Module):
 
     def __init__(self, net: nn.Module, modality: Modality, output: Output = "logit") -> None:
         super().__init__()
-        if output not in OUTPUTS:
-            raise ValueError(f"unknown attribution output {output!r}; allowed: {list(OUTPUTS)}")
+        check_output(output, "output")
         self.net, self.modality, self.output = net, modality, output
 
     def forward(self, z: Tensor, valid: Tensor | None = None) -> Tensor:
-        logits = self.modality.classify(self.net, z, valid)
-        return F.log_softmax(logits, dim=-1) if self.output == "log_prob" else logits
+        return explained_output(self.modality.classify(self.net, z, valid), self.output)
 
 
 class Attribution(Protocol):
@@ -225,43 +221,4 @@ def get_method(name: str, **kwargs) -> Attribution:
     return METHODS.get(name)(**kwargs)
 
 
-def method_generator(seed: int, name: str, device: torch.device) -> torch.Generator:
-    """A generator per (seed, method): a method's draws do not depend on which other
-    methods run, or in which order (``crc32``, unlike ``hash``, is stable across runs)."""
-    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
-
-
-def feature_scores(modality: Modality, attribution: Tensor) -> Tensor:
-    """``(B, N)`` ranking score: |channel-mean attribution| per feature (PAPER.md §3(a))."""
-    return feature_saliency(modality, attribution, abs=True)
-
-
-def explain(
-    method: Attribution,
-    forward: ModalityForward,
-    x: Tensor,
-    target: Tensor,
-    generator: torch.Generator,
-) -> tuple[Tensor, Tensor]:
-    """Attributions of a raw batch ``x``: returns ``(z, attribution)``, both shaped like ``z``.
-
-    ``z`` is detached: attributions never reach parameters or the caller's tensors.
-    """
-    m, net = forward.modality, forward.net
-    with torch.no_grad():
-        z = m.embed(net, x)
-    z = z.detach().requires_grad_(True)
-    attribution = method(forward, z, target, m.valid_features(x), generator)
-    return z.detach(), attribution.detach()
-
-
-__all__ = [
-    "METHODS",
-    "Attribution",
-    "ModalityForward",
-    "explain",
-    "feature_scores",
-    "get_method",
-    "method_generator",
-    "global_rng_from",
-]
+__all__ = ["METHODS", "Attribution", "ModalityForward", "get_method", "global_rng_from"]

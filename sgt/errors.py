@@ -1,0 +1,33 @@
+"""Errors a user can fix by changing data, settings or files.
+
+The CLIs print any :class:`SGTError` as one line (``error: <what>; <how to fix>``) and exit
+with code 2; every other exception is a bug and keeps its traceback.
+"""
+
+
+class SGTError(Exception):
+    """Base for user-facing errors: the message names the problem and the fix."""
+
+
+class SettingError(SGTError, ValueError):
+    """A setting is out of range, of the wrong type, unknown, or impossible with another."""
+
+
+class DatasetNotFoundError(SGTError, FileNotFoundError):
+    """A dataset's files are absent and could not be downloaded."""
+
+
+class DatasetCorruptError(SGTError, ValueError):
+    """A dataset's files exist but cannot be read as that dataset."""
+
+
+class ModelError(SGTError, ValueError):
+    """A model name or its pretrained weights cannot be used."""
+
+
+class CheckpointError(SGTError, ValueError):
+    """A checkpoint cannot be read, or holds weights for another network."""
+
+
+class NonFiniteError(SGTError, RuntimeError):
+    """Raised (``nan_policy=stop``) when the saliency or the loss stops being finite."""
