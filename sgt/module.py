@@ -10,7 +10,7 @@ Wraps any classifier ``nn.Module``. Per batch (Ismail et al. 2021, Algorithm 1):
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -300,25 +300,25 @@ class SaliencyGuidedModule(pl.LightningModule):
         self.log("train/skipped_batches", float(self.skipped_batches), on_step=True)
         return False
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
-        x, y = batch
+    def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor | None:
+        x, y = batch[0], batch[1]  # entries after (x, y) are for evaluations
         out = self.sgt_forward(x, y)
         if not self._guard(out, "train", batch_idx):
             return None
         self._log_step("train", out, y)
         return out.objective.loss
 
-    def _evaluation_step(self, split: str, batch: tuple[Tensor, Tensor]) -> None:
+    def _evaluation_step(self, split: str, batch: Sequence[Tensor]) -> None:
         # Saliency needs autograd even where Lightning evaluates under inference mode.
         with torch.inference_mode(False), torch.enable_grad():
-            x, y = (t.clone() for t in batch)
+            x, y = batch[0].clone(), batch[1].clone()
             out = self.sgt_forward(x, y)
         self._log_step(split, out, y)
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
         self._evaluation_step("val", batch)
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
         self._evaluation_step("test", batch)
 
     def on_validation_epoch_end(self) -> None:

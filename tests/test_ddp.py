@@ -40,7 +40,7 @@ def test_each_rank_gets_a_disjoint_equal_share_of_every_epoch():
     x, y = torch.arange(103).view(-1, 1), torch.arange(103)
     shares = []
     for rank in (0, 1):
-        loader = TensorLoader(x, y, batch_size=10, shuffle=True, seed=3, rank=rank, world_size=2)
+        loader = TensorLoader((x, y), batch_size=10, shuffle=True, seed=3, rank=rank, world_size=2)
         loader.set_epoch(4)
         shares.append(torch.cat([b for _, b in loader]))
     assert len(shares[0]) == len(shares[1]) == 51

@@ -2,18 +2,18 @@
 
 from sgt.data.cifar10 import CIFAR10DataModule
 from sgt.data.image_folder import ImageFolderDataModule
-from sgt.data.in_memory import InMemoryDataModule
+from sgt.data.in_memory import ImageDataModule, InMemoryDataModule
 from sgt.data.mnist import MNISTDataModule
 from sgt.data.tensor_loader import TensorLoader
-from sgt.errors import DatasetCorruptError, DatasetNotFoundError, SGTError
+from sgt.errors import DatasetCorruptError, DatasetNotFoundError
 
 __all__ = [
     "CIFAR10DataModule",
     "DatasetCorruptError",
     "DatasetNotFoundError",
+    "ImageDataModule",
     "ImageFolderDataModule",
     "InMemoryDataModule",
     "MNISTDataModule",
-    "SGTError",
     "TensorLoader",
 ]

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from sgt.data.cache import cached_split, fingerprint
 from sgt.data.images import read_rgb_stack
-from sgt.data.in_memory import InMemoryDataModule, Split
+from sgt.data.in_memory import ImageDataModule, Split
 from sgt.data.transforms import random_crop_flip
 from sgt.errors import DatasetCorruptError, DatasetNotFoundError
 
@@ -107,10 +107,10 @@ def decode_sheets(paths: list[Path]) -> Tensor:
     return sheets.permute(0, 2, 1, 3).reshape(-1, 3, SIDE, SIDE).contiguous()
 
 
-class CIFAR10DataModule(InMemoryDataModule):
+class CIFAR10DataModule(ImageDataModule):
     """CIFAR-10 with the paper's normalisation and augmentation; 10 000 official test images.
 
-    Args (beyond :class:`InMemoryDataModule`'s):
+    Args (beyond :class:`~sgt.data.in_memory.InMemoryDataModule`'s):
         source: ``torchvision`` or ``png`` (see the module docstring); ``None`` picks the
             first complete layout under ``data_dir``, else downloads the torchvision one.
         cache_dir: where decoded PNGs are cached as uint8 tensors; ``None`` disables it.

@@ -18,14 +18,14 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_datas
 
 from sgt.data.cache import cached_split, fingerprint
 from sgt.data.images import read_rgb_stack
-from sgt.data.in_memory import InMemoryDataModule, Split
+from sgt.data.in_memory import ImageDataModule, Split
 from sgt.errors import DatasetCorruptError, DatasetNotFoundError
 
 
-class ImageFolderDataModule(InMemoryDataModule):
+class ImageFolderDataModule(ImageDataModule):
     """Class-folder images of one fixed square size, with official train/valid/test splits.
 
-    Args (beyond :class:`InMemoryDataModule`'s):
+    Args (beyond :class:`~sgt.data.in_memory.InMemoryDataModule`'s):
         folder: the dataset's folder under ``data_dir`` (BIRD: ``bird260``).
         image_size: every image must be ``image_size × image_size`` pixels.
         train_dir / val_dir / test_dir: split folder names; ``val_dir=None`` carves

@@ -1,8 +1,11 @@
 """Base DataModule for datasets small enough to live whole in (GPU) memory.
 
-Subclasses only say how to read their files into ``(uint8 inputs, int64 labels)``; this
-class validates what was read, carves a fixed validation split, keeps everything as tensors
-(moved to the training device once) and turns batches into normalised floats on the device.
+Subclasses only say how to read their files into ``(inputs, labels, *extras)`` tensors;
+this class validates what was read, carves a fixed validation split, keeps everything as
+tensors (moved to the training device once) and transforms batches on the device.
+``extras`` are per-sample tensors an evaluation needs beside the input (a time series'
+true box, a review's human rationale): batches carry them after ``(x, y)``.
+:class:`ImageDataModule` adds uint8 → normalised float images.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from torch import Tensor
 from sgt.data.tensor_loader import TensorLoader
 from sgt.errors import DatasetCorruptError, SGTError
 
-Split = tuple[Tensor, Tensor]
+Split = tuple[Tensor, ...]  # (inputs (N, ...), labels (N,), *extras (N, ...))
 
 
 class InMemoryDataModule(pl.LightningDataModule):
@@ -38,8 +41,6 @@ class InMemoryDataModule(pl.LightningDataModule):
     name: str = "dataset"
     modality: str = "image"
     num_classes: int = 0
-    mean: Sequence[float] = (0.0,)
-    std: Sequence[float] = (1.0,)
 
     def __init__(
         self,
@@ -66,32 +67,24 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     # -- what a subclass provides -------------------------------------------------------
     def load_split(self, train: bool) -> Split:
-        """Read the official train or test set: ``(uint8 (N, ...) inputs, (N,) labels)``."""
+        """Read the official train or test set: ``(inputs (N, ...), labels (N,), *extras)``."""
         raise NotImplementedError
 
     def load_val_split(self) -> Split | None:
         """The dataset's own validation set, if it has one; ``None`` carves it from train."""
         return None
 
-    def augment(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
-        """Training-time augmentation of a uint8 batch on its device (none by default)."""
+    def train_transform(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        """A stored training batch -> model input, on its device (as stored by default)."""
+        return x
+
+    def eval_transform(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        """A stored validation/test batch -> model input, on its device."""
         return x
 
     # -- shared machinery ---------------------------------------------------------------
-    def normalize(self, x: Tensor) -> Tensor:
-        """uint8 ``(B, C, H, W)`` -> normalised float, on the batch's device."""
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-        return (x.float() / 255.0 - mean) / std
-
-    def train_transform(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
-        return self.normalize(self.augment(x, generator))
-
-    def eval_transform(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
-        return self.normalize(x)
-
     def _checked(self, split: Split, what: str) -> Split:
-        x, y = split
+        x, y, *extras = split
         if len(y) == 0:
             raise DatasetCorruptError(f"{self.name} {what} set under {self.data_dir} is empty; "
                                       "restore its files")
@@ -110,7 +103,10 @@ class InMemoryDataModule(pl.LightningDataModule):
             first = int((~torch.isfinite(x)).reshape(len(x), -1).any(1).nonzero()[0])
             raise DatasetCorruptError(f"{self.name} {what} inputs contain NaN or inf (first "
                                       f"at index {first}); fix or drop those samples")
-        return x, y.long()
+        if any(len(e) != len(y) for e in extras):
+            raise DatasetCorruptError(f"{self.name} {what} set: every per-sample tensor needs "
+                                      f"{len(y)} rows")
+        return (x, y.long(), *extras)
 
     def setup(self, stage: str | None = None) -> None:
         # Read once (``train`` reads early, so bad files fail before any output is written);
@@ -119,21 +115,23 @@ class InMemoryDataModule(pl.LightningDataModule):
             self.splits = self._read_splits()
         device = self._device()
         if device is not None:
-            self.splits = {k: (a.to(device), b.to(device)) for k, (a, b) in self.splits.items()}
+            self.splits = {k: tuple(t.to(device) for t in split)
+                           for k, split in self.splits.items()}
 
     def _read_splits(self) -> dict[str, Split]:
-        x, y = self._checked(self.load_split(train=True), "training")
+        train = self._checked(self.load_split(train=True), "training")
         official_val = self.load_val_split()
         if official_val is not None:
-            train, val = (x, y), self._checked(official_val, "validation")
+            val = self._checked(official_val, "validation")
         else:
-            if self.val_size >= len(y):
+            n = len(train[1])
+            if self.val_size >= n:
                 raise SGTError(f"dataset.val_size={self.val_size} leaves no training data "
-                               f"({len(y)} images); set dataset.val_size below {len(y)}")
+                               f"({n} samples); set dataset.val_size below {n}")
             g = torch.Generator().manual_seed(self.split_seed)
-            perm = torch.randperm(len(y), generator=g)
+            perm = torch.randperm(n, generator=g)
             val_idx, train_idx = perm[: self.val_size], perm[self.val_size :]
-            train, val = (x[train_idx], y[train_idx]), (x[val_idx], y[val_idx])
+            train, val = (tuple(t[train_idx] for t in train), tuple(t[val_idx] for t in train))
         return {
             "train": train,
             "val": val,
@@ -148,12 +146,10 @@ class InMemoryDataModule(pl.LightningDataModule):
         return device if device.type != "cpu" else None
 
     def _loader(self, split: str, train: bool) -> TensorLoader:
-        x, y = self.splits[split]
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
         return TensorLoader(
-            x,
-            y,
+            self.splits[split],
             self.batch_size if train else self.eval_batch_size,
             transform=self.train_transform if train else self.eval_transform,
             shuffle=train,
@@ -170,3 +166,27 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> TensorLoader:
         return self._loader("test", train=False)
+
+
+class ImageDataModule(InMemoryDataModule):
+    """uint8 ``(N, C, H, W)`` images, normalised with the dataset's ``mean``/``std`` per batch
+    on the device; subclasses may add batched training augmentation (:meth:`augment`)."""
+
+    mean: Sequence[float] = (0.0,)
+    std: Sequence[float] = (1.0,)
+
+    def augment(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Training-time augmentation of a uint8 batch on its device (none by default)."""
+        return x
+
+    def normalize(self, x: Tensor) -> Tensor:
+        """uint8 ``(B, C, H, W)`` -> normalised float, on the batch's device."""
+        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        return (x.float() / 255.0 - mean) / std
+
+    def train_transform(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        return self.normalize(self.augment(x, generator))
+
+    def eval_transform(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        return self.normalize(x)

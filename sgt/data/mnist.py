@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sgt.data.in_memory import InMemoryDataModule, Split
+from sgt.data.in_memory import ImageDataModule, Split
 from sgt.errors import DatasetCorruptError, DatasetNotFoundError
 
 FILES = {
@@ -50,7 +50,7 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
 
 
-class MNISTDataModule(InMemoryDataModule):
+class MNISTDataModule(ImageDataModule):
     """MNIST (LeCun et al. 1998) with the paper's normalisation; 10 000 official test images."""
 
     name = "mnist"

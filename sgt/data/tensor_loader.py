@@ -8,7 +8,7 @@ equal-sized share of every epoch's permutation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -17,20 +17,19 @@ Transform = Callable[[Tensor, torch.Generator | None], Tensor]
 
 
 class TensorLoader:
-    """Iterable of ``(x, y)`` batches over ``(inputs, labels)`` tensors.
+    """Iterable of ``(x, y, *extras)`` batches over ``(inputs, labels, *extras)`` tensors.
 
     Args:
-        inputs: ``(N, ...)`` stored inputs (e.g. uint8 images).
-        labels: ``(N,)`` class indices.
-        transform: applied to each batch on its device (decode, augment, normalise).
+        tensors: ``(inputs (N, ...), labels (N,), *extras (N, ...))``: stored inputs (e.g.
+            uint8 images), class indices and any per-sample tensors carried alongside.
+        transform: applied to each input batch on its device (decode, augment, normalise).
         shuffle: new permutation every epoch, from ``seed`` + epoch.
         rank / world_size: this process's share under DDP.
     """
 
     def __init__(
         self,
-        inputs: Tensor,
-        labels: Tensor,
+        tensors: Sequence[Tensor],
         batch_size: int,
         transform: Transform | None = None,
         shuffle: bool = False,
@@ -41,7 +40,8 @@ class TensorLoader:
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        self.inputs, self.labels = inputs, labels
+        self.tensors = tuple(tensors)
+        self.labels = self.tensors[1]
         self.batch_size = batch_size
         self.transform = transform
         self.shuffle, self.drop_last = shuffle, drop_last
@@ -76,7 +76,7 @@ class TensorLoader:
         g.manual_seed(self.seed * 100_003 + self.epoch)
         return g
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         device = self.labels.device
         g = self._generator()
         if self.shuffle:
@@ -87,7 +87,7 @@ class TensorLoader:
             order = order[self.rank :: self.world_size][: self._share()]
         for i in range(len(self)):
             idx = order[i * self.batch_size : (i + 1) * self.batch_size]
-            x = self.inputs[idx]
+            x, *rest = (t[idx] for t in self.tensors)
             if self.transform is not None:
                 x = self.transform(x, g)
-            yield x, self.labels[idx]
+            yield (x, *rest)
