@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -73,6 +74,12 @@ class InMemoryDataModule(pl.LightningDataModule):
     def load_val_split(self) -> Split | None:
         """The dataset's own validation set, if it has one; ``None`` carves it from train."""
         return None
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """What the model's constructor needs from the data (``hydra.utils.instantiate(
+        cfg.model, **datamodule.model_kwargs())``): the class count; text adds the vocabulary,
+        time series the number of input features."""
+        return {"num_classes": self.num_classes}
 
     def train_transform(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         """A stored training batch -> model input, on its device (as stored by default)."""
