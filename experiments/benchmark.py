@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import Tensor, nn
 
-from experiments.utils import write_json_atomic
+from experiments.runs.files import write_json_atomic
 from sgt.models import MNISTNet, resnet18
 from sgt.module import SaliencyGuidedModule
 

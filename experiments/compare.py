@@ -1,9 +1,9 @@
 """Regular vs SGT side by side: ``python -m experiments.compare RUN_A RUN_B [RUN ...]``.
 
-Reads each run's newest ``eval/accuracy_drop*.json`` (written by ``experiments.evaluate``
-or ``experiments.train ... eval=accuracy_drop``), prints the areas under the accuracy-drop
-curves as a table and writes ``compare.csv`` plus three figures: the curves of all runs
-per method, saliency maps of the same examples, and their gradient distributions.
+Reads each run's newest ``eval/<name>*.json`` (written by ``experiments.evaluate`` or
+``experiments.train ... eval=<name>``), prints the evaluations' summaries as one table and
+writes ``compare.csv`` plus figures: the evaluation's own (e.g. the accuracy-drop curves of
+all runs per method), saliency maps of the same examples, and their gradient distributions.
 """
 
 from __future__ import annotations
@@ -20,23 +20,20 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from experiments.evaluate import claim_stem, latest_result
-from experiments.validation import ConfigError, fail
-from sgt.errors import SGTError
-from sgt.evaluation import AccuracyDropResult
-from sgt.plots import plot_accuracy_drop, plot_gradient_distributions, plot_saliency_examples
-
-SUFFIXES = (".csv", "_accuracy_drop.png", "_saliency.png", "_gradients.png")
+from experiments.runs.cli import fail
+from experiments.runs.files import claim_stem, latest_result
+from sgt.errors import SettingError, SGTError
+from sgt.evaluation import result_from_dict
 
 
 def load_evaluation(run_dir: Path, name: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """A run's newest evaluation (its JSON) and its saved examples (``None`` if absent)."""
     if not run_dir.is_dir():
-        raise ConfigError(f"run dir {run_dir} does not exist")
+        raise SettingError(f"run dir {run_dir} does not exist")
     found = latest_result(run_dir, name)
     if found is None:
-        raise ConfigError(f"{run_dir} has no eval/{name}.json; evaluate it first: "
-                          f"python -m experiments.evaluate ckpt_path={run_dir}")
+        raise SettingError(f"{run_dir} has no eval/{name}.json; evaluate it first: "
+                           f"python -m experiments.evaluate ckpt_path={run_dir}")
     data = json.loads(found.read_text())
     examples_pt = data.get("files", {}).get("examples_pt")
     examples = (torch.load(examples_pt, weights_only=True)
@@ -52,47 +49,47 @@ def _unique_labels(labels: Sequence[str], run_dirs: Sequence[Path]) -> list[str]
 
 def compare(run_dirs: Sequence[Path], out_dir: Path, labels: Sequence[str] | None = None,
             name: str = "accuracy_drop", method: str = "grad") -> dict[str, Any]:
-    """Compare evaluated runs; returns the AUC table ``{method: {label: auc}}`` and files.
+    """Compare evaluated runs; returns ``{"summary": {key: {label: value}}, "labels",
+    "files"}``. ``method`` picks the saliency maps drawn (when every run saved it)."""
+    from sgt.plots import plot_gradient_distributions, plot_saliency_examples, result_figures
 
-    ``method`` picks the saliency maps drawn (when every run saved it).
-    """
     if len(run_dirs) < 2:
-        raise ConfigError(f"compare needs at least two run dirs, got {len(run_dirs)}")
+        raise SettingError(f"compare needs at least two run dirs, got {len(run_dirs)}")
     if labels is not None and len(labels) != len(run_dirs):
-        raise ConfigError(f"--labels gives {len(labels)} labels for {len(run_dirs)} runs")
+        raise SettingError(f"--labels gives {len(labels)} labels for {len(run_dirs)} runs")
     loaded = [load_evaluation(Path(d), name) for d in run_dirs]
     labels = _unique_labels(list(labels or [d["label"] for d, _ in loaded]), run_dirs)
-    results = {lab: AccuracyDropResult.from_dict(d) for lab, (d, _) in
-               zip(labels, loaded, strict=True)}
-    methods = list(dict.fromkeys(m for r in results.values() for m in r.auc))
-    table = {m: {lab: r.auc.get(m) for lab, r in results.items()} for m in methods}
+    results = {lab: result_from_dict(d) for lab, (d, _) in zip(labels, loaded, strict=True)}
+    summaries = {lab: r.summary() for lab, r in results.items()}
+    keys = list(dict.fromkeys(k for s in summaries.values() for k in s))
+    summary = {k: {lab: s.get(k) for lab, s in summaries.items()} for k in keys}
 
-    stem = claim_stem(out_dir, "compare", SUFFIXES)
+    stem = claim_stem(out_dir, "compare", [".csv"])
     files = {"csv": out_dir / f"{stem}.csv"}
     with files["csv"].open("w", newline="") as f:
-        csv.writer(f).writerows([["method", *(f"auc {lab}" for lab in labels)],
-                                 *([m, *table[m].values()] for m in methods)])
-    files["accuracy_drop"] = plot_accuracy_drop(results, out_dir / f"{stem}_accuracy_drop.png")
+        csv.writer(f).writerows([[name, *labels], *([k, *summary[k].values()] for k in keys)])
+    files.update(result_figures(results, out_dir / stem))
     examples = {lab: ex for lab, (_, ex) in zip(labels, loaded, strict=True) if ex is not None}
     if len(examples) == len(labels) and all(method in ex["maps"] for ex in examples.values()):
         n = min(ex["inputs"].shape[0] for ex in examples.values())
         first = next(iter(examples.values()))
         files["saliency"] = plot_saliency_examples(
             first["inputs"][:n], {lab: ex["maps"][method][:n] for lab, ex in examples.items()},
-            out_dir / f"{stem}_saliency.png")
+            out_dir / f"{stem}_saliency.png", labels=first["labels"][:n])
         files["gradients"] = plot_gradient_distributions(
             {lab: ex["gradients"][:n] for lab, ex in examples.items()},
             out_dir / f"{stem}_gradients.png")
-    return {"auc": table, "labels": labels, "files": files}
+    return {"summary": summary, "labels": labels, "files": files}
 
 
-def print_table(auc: dict[str, dict[str, float | None]], labels: Sequence[str]) -> None:
-    table = Table(title="area under the accuracy-drop curve (lower = more faithful)")
-    table.add_column("method")
+def print_table(summary: dict[str, dict[str, float | None]], labels: Sequence[str],
+                name: str) -> None:
+    table = Table(title=f"{name} (auc: area under the curve, lower = more faithful)")
+    table.add_column("measure", overflow="fold")
     for label in labels:
-        table.add_column(label, justify="right")
-    for method, row in auc.items():
-        table.add_row(method, *("—" if v is None else f"{v:.4f}" for v in row.values()))
+        table.add_column(label, justify="right", overflow="fold")
+    for key, row in summary.items():
+        table.add_row(key, *("—" if v is None else f"{v:.4f}" for v in row.values()))
     Console().print(table)
 
 
@@ -109,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         done = compare(args.runs, out, args.labels, args.name, args.method)
     except SGTError as err:
         fail(str(err))
-    print_table(done["auc"], done["labels"])
+    print_table(done["summary"], done["labels"], args.name)
     for path in done["files"].values():
         print(path)
 

@@ -1,7 +1,7 @@
 """Fit, select on validation, test: ``python -m experiments.train [overrides]``.
 
 Writes into the run dir: ``.hydra/`` (resolved config), ``checkpoints/`` (best on
-validation + ``last.ckpt``), ``csv/metrics.csv`` and ``metrics.json``.
+validation + ``last.ckpt``), ``csv/version_N/metrics.csv`` and ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -15,10 +15,15 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.evaluate import check_eval, evaluate_checkpoint
-from experiments.utils import instantiate_list, report_user_errors, write_json_atomic
-from experiments.validation import ConfigError, refuse_overwrite, validate
+from experiments.runs.build import build, instantiate_list
+from experiments.runs.checks import refuse_overwrite, validate
+from experiments.runs.cli import report_user_errors
+from experiments.runs.evaluation import evaluate_checkpoint
+from experiments.runs.files import METRICS, write_json_atomic
+from experiments.runs.summary import print_run_summary
 from sgt.checkpoint_io import check_fits, read_checkpoint
+from sgt.data import InMemoryDataModule
+from sgt.errors import SettingError
 from sgt.module import SaliencyGuidedModule
 
 
@@ -37,40 +42,24 @@ class EpochTimer(pl.Callback):
         self.times.append(time.perf_counter() - self._start)
 
 
-def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SaliencyGuidedModule]:
-    """The DataModule and the SGT module a config describes (shared with evaluation)."""
-    datamodule = hydra.utils.instantiate(cfg.dataset)
-    net = hydra.utils.instantiate(cfg.model, num_classes=datamodule.num_classes)
-    optimizer = hydra.utils.instantiate(cfg.optimizer) if cfg.get("optimizer") else None
-    scheduler = hydra.utils.instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    module = hydra.utils.instantiate(cfg.sgt)(
-        net=net,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        num_classes=datamodule.num_classes,
-        modality=datamodule.modality,
-        seed=cfg.seed,
-    )
-    return datamodule, module
-
-
 def resolve_ckpt(cfg: DictConfig, output_dir: Path) -> str | None:
     """``last`` means this run dir's ``checkpoints/last.ckpt``."""
     if cfg.get("ckpt_path") != "last":
         return cfg.get("ckpt_path")
     last = output_dir / "checkpoints" / "last.ckpt"
     if not last.is_file():
-        raise ConfigError(f"ckpt_path=last but {last} does not exist; pass "
-                          "hydra.run.dir=<the run dir to resume>")
+        raise SettingError(f"ckpt_path=last but {last} does not exist; pass "
+                           "hydra.run.dir=<the run dir to resume>")
     return str(last)
 
 
-def read_inputs(datamodule: pl.LightningDataModule, module: SaliencyGuidedModule,
+def read_inputs(datamodule: InMemoryDataModule, module: SaliencyGuidedModule,
                 ckpt_path: str | None) -> None:
     """Read the data and the checkpoint before any logger or callback writes a file, so
     bad files fail the run with nothing written (Lightning reads both only inside ``fit``)."""
     datamodule.prepare_data()
     datamodule.setup("fit")
+    module.example_input_array = datamodule.example_input()
     if ckpt_path is not None:
         check_fits(read_checkpoint(ckpt_path), module, ckpt_path)
 
@@ -83,12 +72,10 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job; returns what it writes to ``metrics.json``."""
     validate(cfg)
-    if cfg.get("eval"):
-        check_eval(cfg.eval)
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt(cfg, output_dir)
     refuse_overwrite(output_dir, resuming=ckpt_path is not None)
-    pl.seed_everything(cfg.seed, workers=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule, module = build(cfg)
     read_inputs(datamodule, module, ckpt_path)
@@ -118,19 +105,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         seed=cfg.seed,
     )
     if trainer.is_global_zero:
-        write_json_atomic(output_dir / "metrics.json", metrics)
+        write_json_atomic(output_dir / METRICS, metrics)
     return metrics
 
 
-def _run_dir(cfg: DictConfig) -> Path | None:
-    return Path(cfg.paths.output_dir) if OmegaConf.select(cfg, "paths.output_dir") else None
-
-
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train.yaml")
-@report_user_errors(_run_dir)
+@report_user_errors
 def main(cfg: DictConfig) -> float | None:
     """CLI: returns the best validation accuracy (what an optuna sweep maximises: never test)."""
-    return train(cfg).get("val/acc_best")
+    metrics = train(cfg)
+    print_run_summary(cfg, metrics)
+    return metrics.get("val/acc_best")
 
 
 if __name__ == "__main__":

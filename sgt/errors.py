@@ -13,6 +13,13 @@ class SettingError(SGTError, ValueError):
     """A setting is out of range, of the wrong type, unknown, or impossible with another."""
 
 
+class UnknownNameError(SettingError, KeyError):
+    """A name (attribution method, fill, …) that no registry knows."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class DatasetNotFoundError(SGTError, FileNotFoundError):
     """A dataset's files are absent and could not be downloaded."""
 

@@ -23,6 +23,7 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from sgt.checkpoint_io import NET_KEY, net_name
+from sgt.checks import check_choice, check_flag
 from sgt.errors import NonFiniteError, SettingError
 from sgt.features import Modality, feature_saliency, get_modality
 from sgt.losses import SGTLoss, check_lam, sgt_objective
@@ -62,17 +63,6 @@ class StepOutput:
     masked_logits: Tensor | None
     objective: SGTLoss
     finite: Tensor  # () bool: saliency and loss all finite
-
-
-def _check_choice(key: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise SettingError(f"{key} must be one of {list(allowed)}, got {value!r}")
-
-
-def _check_flags(**flags: object) -> None:
-    for key, value in flags.items():
-        if not isinstance(value, bool):
-            raise SettingError(f"sgt.{key} must be true or false, got {value!r}")
 
 
 class SaliencyGuidedModule(pl.LightningModule):
@@ -174,11 +164,11 @@ class SaliencyGuidedModule(pl.LightningModule):
         s = {**cls.settings_defaults(), **settings}
         check_fraction(s["k"], "sgt.k")
         check_lam(s["lam"], "sgt.lam")
-        _check_choice("sgt.saliency_mode", s["saliency_mode"], SALIENCY_MODES)
+        check_choice(s["saliency_mode"], "sgt.saliency_mode", SALIENCY_MODES)
         check_output(s["saliency_output"], "sgt.saliency_output")
-        _check_choice("sgt.nan_policy", s["nan_policy"], NAN_POLICIES)
-        _check_flags(**{key: s[key] for key in ("abs", "masked_bn_stats", "concat_forward",
-                                                 "channels_last", "compile")})
+        check_choice(s["nan_policy"], "sgt.nan_policy", NAN_POLICIES)
+        for flag in ("abs", "masked_bn_stats", "concat_forward", "channels_last", "compile"):
+            check_flag(s[flag], f"sgt.{flag}")
         if s["concat_forward"] and s["saliency_mode"] != "eval":
             raise SettingError("sgt.concat_forward=true needs sgt.saliency_mode=eval (train "
                                "mode already reuses the clean forward for the saliency)")

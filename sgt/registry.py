@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from sgt.errors import UnknownNameError
+
 T = TypeVar("T")
 
 
@@ -26,7 +28,8 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         if name not in self._items:
-            raise KeyError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}")
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; known: "
+                                   f"{', '.join(self.names())}")
         return self._items[name]
 
     def names(self) -> list[str]:

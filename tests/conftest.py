@@ -11,6 +11,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
+import experiments.runs  # noqa: F401  (registers the library's defaults as config nodes)
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 # The real datasets (read-only); CI sets SGT_DATA_DIR to the same place.
@@ -21,11 +23,11 @@ MNIST_RAW = SHARED_DATA / "MNIST" / "raw"
 CPU_TEST_OVERRIDES = [
     "trainer.accelerator=cpu",
     "trainer.max_epochs=1",
-    "+trainer.limit_train_batches=3",
-    "+trainer.limit_val_batches=2",
-    "+trainer.limit_test_batches=2",
-    "+trainer.enable_progress_bar=false",
-    "+trainer.enable_model_summary=false",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
     "dataset.batch_size=32",
     "dataset.eval_batch_size=64",
     "~callbacks.rich_progress_bar",

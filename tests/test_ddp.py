@@ -23,9 +23,9 @@ def test_two_process_ddp_run_through_the_cli_writes_metrics(tmp_path):
     env = {**os.environ, "SGT_DATA_DIR": str(SHARED_DATA), "HYDRA_FULL_ERROR": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "experiments.train", "trainer=ddp", "trainer.accelerator=cpu",
-         "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
-         "+trainer.limit_test_batches=1", "+trainer.enable_progress_bar=false",
-         "+trainer.enable_model_summary=false", "~callbacks.rich_progress_bar",
+         "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+         "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false",
+         "trainer.enable_model_summary=false", "~callbacks.rich_progress_bar",
          "dataset.batch_size=16", "dataset.eval_batch_size=32", f"hydra.run.dir={run}"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -12,15 +12,17 @@ import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.evaluate import evaluate, load_module, resolve_run
+from experiments.evaluate import evaluate
+from experiments.runs.build import load_module
+from experiments.runs.files import resolve_run
 from experiments.train import train
-from experiments.validation import ConfigError
+from sgt.errors import SettingError
 from tests.conftest import CPU_TEST_OVERRIDES, ROOT, SHARED_DATA, compose_config, needs_mnist
 
 pytestmark = needs_mnist
 
-QUICK_EVAL = ["eval.methods=[grad,random]", "eval.batch_size=32", "eval.limit_batches=1",
-              "eval.num_examples=2", "eval.progress=false"]
+QUICK_EVAL = ["eval.methods=[grad,random]", "eval.batch_size=32", "eval.metric.limit_batches=1",
+              "eval.num_examples=2", "eval.metric.progress=false"]
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +66,7 @@ def test_evaluation_writes_results_next_to_the_checkpoint(run: Path, tmp_path: P
     assert result["accuracy"]["random"][0] == pytest.approx(plain)
     for kind in ("csv", "config", "curves", "examples", "gradients", "examples_pt"):
         assert Path(result["files"][kind]).stat().st_size > 0, kind
-    assert OmegaConf.load(result["files"]["config"]).seed == 0  # saved resolved
+    assert OmegaConf.load(result["files"]["config"]).metric.seed == 0  # saved resolved
 
 
 def test_rerunning_keeps_every_earlier_evaluation(run: Path, tmp_path: Path) -> None:
@@ -98,32 +100,35 @@ def test_cli_missing_run_dir_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 def test_run_dir_problems_are_named(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ConfigError, match="has no checkpoint"):
+    with pytest.raises(SettingError, match="has no checkpoint"):
         resolve_run(tmp_path / "empty")
     (tmp_path / "bare" / "checkpoints").mkdir(parents=True)
     (tmp_path / "bare" / "checkpoints" / "last.ckpt").write_bytes(b"")
     cfg = _eval_cfg(tmp_path, f"ckpt_path={tmp_path / 'bare'}")
-    with pytest.raises(ConfigError, match=r"\.hydra/config\.yaml not found"):
+    with pytest.raises(SettingError, match=r"\.hydra/config\.yaml not found"):
         evaluate(cfg)
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("eval.methods=[grad,ig]", "eval: unknown attribution method 'ig'; known: deeplift"),
-    ("eval.levels=[0.5,1.0]", r"eval: levels must be fractions in \[0, 1\), got \[0.5, 1.0\]"),
-    ("eval.fill=gauss", "eval: unknown fill 'gauss'; known: background"),
-    ("eval.batch_size=0", "eval.batch_size must be an integer >= 1, got 0"),
+    ("eval.methods=[grad,ig]", "eval.methods: unknown attribution method 'ig'; known: deeplift"),
+    ("eval.metric.levels=[0.5,1.0]",
+     r"eval.metric: each of levels must be a fraction in \[0, 1\), got 1.0"),
+    ("eval.metric.fill=gauss", "eval.metric: unknown fill 'gauss'; allowed: background"),
+    ("eval.batch_size=0", "eval.batch_size must be a positive integer, got 0"),
+    ("eval.methods=[]", "no attribution methods to evaluate"),
+    ("eval.name=../../escape", "eval.name names files inside <run dir>/eval/"),
     ("+eval.method_args.smoothgrad={samples:3}", "unexpected keyword argument 'samples'"),
 ])
 def test_bad_eval_settings_fail_before_training(train_cfg, override: str, message: str) -> None:
     cfg = train_cfg("eval=accuracy_drop", override)
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(SettingError, match=message):
         train(cfg)
     assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()
 
 
 def test_train_with_eval_evaluates_the_best_checkpoint(train_cfg) -> None:
     cfg = train_cfg("eval=accuracy_drop", *QUICK_EVAL[:-2], "eval.num_examples=0",
-                    "eval.progress=false", "eval.methods=[grad]")
+                    "eval.metric.progress=false", "eval.methods=[grad]")
     metrics = train(cfg)
     run_dir = Path(cfg.paths.output_dir)
     result = json.loads((run_dir / "eval" / "accuracy_drop.json").read_text())

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from experiments.train import train
-from experiments.validation import fail
+from experiments.runs.cli import fail
 from sgt.errors import SGTError
 from sgt.data.in_memory import InMemoryDataModule, Split
 from sgt.data.mnist import FILES, IMAGE_MAGIC, LABEL_MAGIC
@@ -120,7 +120,8 @@ def empty_test_set(tmp: Path, trained: Path) -> list[str]:
 def broken_image(damage: Callable[[Path], None]) -> Builder:
     def build(tmp: Path, trained: Path) -> list[str]:
         damage(png_folder(tmp / "data"))
-        return ["dataset=bird", "dataset.image_size=8", "dataset.cache_dir=null"]
+        return ["dataset=bird", "model=resnet20", "dataset.image_size=8",
+                "dataset.cache_dir=null"]
 
     return build
 
@@ -191,9 +192,10 @@ CASES: dict[str, tuple[Builder, str]] = {
     "val size <0": (settings("dataset.val_size=-1"),
                     "dataset.val_size must be an integer >= 0, got -1"),
     "val size >= data": (settings("dataset.val_size=64"),
-                         "dataset.val_size=64 leaves no training data (64 images); set "),
+                         "dataset.val_size=64 leaves no training data (64 samples); set "),
     "seed not a number": (settings("seed=abc"), "seed must be an integer in [0, 4294967295]"),
-    "max epochs 0": (settings("trainer.max_epochs=0"), "trainer.max_epochs must be a positive"),
+    "max epochs 0": (settings("trainer.max_epochs=0"),
+                     "trainer.max_epochs must be a positive integer or -1 (no limit), got 0"),
     "gpu without gpu": (settings("trainer.accelerator=gpu"),
                         "trainer.accelerator=gpu but this machine has no CUDA GPU; use "),
     "missing data dir": (missing_data, "MNIST not found: looked for train-images-idx3-ubyte.gz "

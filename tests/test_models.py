@@ -16,7 +16,7 @@ from torch import nn
 from torchvision.models import ResNet18_Weights
 
 from experiments.train import train
-from experiments.utils import report_user_errors
+from experiments.runs.cli import report_user_errors
 from sgt.features import ImageModality, feature_saliency
 from sgt.masking import select_features
 from sgt.models import VGG16, ModelError, resnet18, resnet20, resnet32, torchvision_model
@@ -187,11 +187,11 @@ def test_compiled_sgt_step_matches_eager():
 
 @needs_cifar10
 @pytest.mark.parametrize("overrides", [
-    pytest.param(["experiment=cifar10"], id="paper"),
+    pytest.param(["experiment=cifar10_paper"], id="paper"),
     pytest.param(["dataset=cifar10", "model=torchvision", "model.name=resnet18",
                   "trainer.precision=bf16-mixed", "sgt.channels_last=true"],
                  id="torchvision-resnet18-bf16-channels-last"),
-    pytest.param(["experiment=cifar10_fast"], id="fast", marks=pytest.mark.slow),
+    pytest.param(["experiment=cifar10"], id="recipe", marks=pytest.mark.slow),
 ])
 def test_cifar10_experiments_run_end_to_end(train_cfg, cache_dir, overrides):
     cfg = train_cfg(*overrides, *CIFAR_E2E, f"paths.cache_dir={cache_dir}")
@@ -202,15 +202,15 @@ def test_cifar10_experiments_run_end_to_end(train_cfg, cache_dir, overrides):
     assert all(torch.isfinite(torch.tensor(saved[k])) for k in ("train/loss", "val/loss"))
 
 
-@pytest.mark.parametrize("experiment", ["cifar10", "cifar10_fast", "bird"])
+@pytest.mark.parametrize("experiment", ["cifar10", "cifar10_paper", "bird"])
 def test_sgt_none_gives_regular_training_in_every_vision_experiment(train_cfg, experiment):
     """An experiment that set ``sgt.k`` itself would silently override ``sgt=none``."""
     assert train_cfg(f"experiment={experiment}", "sgt=none").sgt.k == 0.0
     assert train_cfg(f"experiment={experiment}").sgt.k == 0.5
 
 
-def test_fast_cifar10_schedule_is_one_cycle_sgd_in_bf16_without_early_stopping(train_cfg):
-    cfg = train_cfg("experiment=cifar10_fast")
+def test_cifar10_recipe_is_one_cycle_sgd_in_bf16_without_early_stopping(train_cfg):
+    cfg = train_cfg("experiment=cifar10")
     assert cfg.scheduler._target_.endswith("OneCycleLR") and "milestones" not in cfg.scheduler
     assert cfg.optimizer.nesterov and cfg.optimizer.weight_decay == 5e-4
     assert cfg.trainer.precision == "bf16-mixed" and cfg.sgt.channels_last
@@ -222,7 +222,7 @@ def test_a_model_error_inside_hydra_instantiate_is_one_cli_line(capsys):
         hydra.utils.instantiate({"_target_": "sgt.models.torchvision_model", "name": "resnt18"})
 
     with pytest.raises(SystemExit) as exit_info:
-        report_user_errors(lambda cfg: None)(task)(OmegaConf.create({}))
+        report_user_errors(task)(OmegaConf.create({}))
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: unknown torchvision classification model 'resnt18'")

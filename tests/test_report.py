@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from experiments.compare import compare
 from experiments.compare import main as compare_main
-from experiments.evaluate import latest_result
+from experiments.runs.files import latest_result
 from experiments.report import collect, write_report
 from experiments.report import main as report_main
 
@@ -100,9 +100,9 @@ def test_compare_regular_vs_sgt(tmp_path: Path) -> None:
     sgt = _job(tmp_path, "sgt", 0.5, 1.0, [], 0.99, {"grad": 0.30, "random": 0.46},
                "SGT k=0.5 λ=1")
     done = compare([regular, sgt], tmp_path / "cmp")
-    assert done["auc"] == {"grad": {"regular": 0.45, "SGT k=0.5 λ=1": 0.30},
-                           "random": {"regular": 0.47, "SGT k=0.5 λ=1": 0.46}}
-    assert set(done["files"]) == {"csv", "accuracy_drop", "saliency", "gradients"}
+    assert done["summary"] == {"auc/grad": {"regular": 0.45, "SGT k=0.5 λ=1": 0.30},
+                               "auc/random": {"regular": 0.47, "SGT k=0.5 λ=1": 0.46}}
+    assert set(done["files"]) == {"csv", "curves", "saliency", "gradients"}
     assert all(p.stat().st_size > 0 for p in done["files"].values())
     again = compare([regular, sgt], tmp_path / "cmp", labels=["a", "b"])
     assert again["files"]["csv"].name == "compare_2.csv"

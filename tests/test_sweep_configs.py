@@ -28,8 +28,8 @@ def test_plugin_names_compose() -> None:
     assert cfg.hydra.launcher._target_ == SLURM
 
 
-def test_optuna_experiment_searches_k_and_lam_maximising() -> None:
-    cfg = _compose("train.yaml", "experiment=mnist_optuna")
+def test_optuna_search_searches_k_and_lam_maximising() -> None:
+    cfg = _compose("train.yaml", "hparams_search=optuna")
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_ == OPTUNA and sweeper.direction == "maximize"
     assert set(sweeper.params) == {"sgt.k", "sgt.lam"}
@@ -39,7 +39,7 @@ def test_optuna_experiment_searches_k_and_lam_maximising() -> None:
 
 
 def test_slurm_launcher_config() -> None:
-    cfg = _compose("train.yaml", "experiment=mnist_optuna", "hydra/launcher=slurm_gpu",
+    cfg = _compose("train.yaml", "hparams_search=optuna", "hydra/launcher=slurm_gpu",
                    "hydra.launcher.partition=gpu")
     launcher = cfg.hydra.launcher
     assert launcher._target_ == SLURM and launcher.gpus_per_node == 1
@@ -48,10 +48,10 @@ def test_slurm_launcher_config() -> None:
 
 def test_eval_group_composes_into_train_and_evaluate() -> None:
     train = _compose("train.yaml", "eval=accuracy_drop")
-    assert train.eval.seed == train.seed and "random" in train.eval.methods
+    assert train.eval.metric.seed == train.seed and "random" in train.eval.methods
     assert "eval" not in _compose("train.yaml")  # off unless asked for
     evaluate = _compose("evaluate.yaml", "ckpt_path=x", "logger=wandb")
-    assert evaluate.eval.name == "accuracy_drop" and evaluate.eval.seed == 0
+    assert evaluate.eval.name == "accuracy_drop" and evaluate.eval.metric.seed == 0
     assert evaluate.logger.wandb.offline is True
     assert OmegaConf.is_missing(_compose("evaluate.yaml"), "ckpt_path")
 
@@ -61,7 +61,7 @@ def test_eval_group_composes_into_train_and_evaluate() -> None:
 def test_optuna_sweep_runs_two_trials(tmp_path: Path) -> None:
     env = {**os.environ, "SGT_DATA_DIR": str(SHARED_DATA)}
     done = subprocess.run(
-        [sys.executable, "-m", "experiments.train", "-m", "experiment=mnist_optuna",
+        [sys.executable, "-m", "experiments.train", "-m", "hparams_search=optuna",
          "hydra.sweeper.n_trials=2", "debug=fdr", "trainer.accelerator=cpu",
          "dataset.batch_size=32", "dataset.eval_batch_size=64", "~callbacks.rich_progress_bar",
          f"hydra.sweep.dir={tmp_path}"],

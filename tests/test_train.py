@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from experiments.train import train
-from experiments.validation import ConfigError
+from sgt.errors import SettingError
 from tests.conftest import CPU_TEST_OVERRIDES, ROOT, SHARED_DATA, needs_mnist
 
 pytestmark = needs_mnist
@@ -64,7 +64,7 @@ def test_new_run_refuses_a_dir_with_results(train_cfg):
     train(train_cfg())
     cfg = train_cfg()
     before = sorted(p.name for p in Path(cfg.paths.output_dir).rglob("*"))
-    with pytest.raises(ConfigError, match="already holds results"):
+    with pytest.raises(SettingError, match="already holds results"):
         train(cfg)
     assert sorted(p.name for p in Path(cfg.paths.output_dir).rglob("*")) == before
 
@@ -83,7 +83,7 @@ BAD_CONFIGS = [
 @pytest.mark.parametrize(("override", "message"), BAD_CONFIGS)
 def test_bad_config_is_rejected_before_any_file(train_cfg, override, message):
     cfg = train_cfg(override)
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(SettingError) as err:
         train(cfg)
     assert message in str(err.value)
     assert not Path(cfg.paths.output_dir).exists()
@@ -108,9 +108,9 @@ def test_cli_multirun_sweep_makes_one_run_dir_per_value(tmp_path):
     sweep = tmp_path / "sweep"
     args = [a for a in CPU_TEST_OVERRIDES if "limit_val" not in a and "limit_test" not in a]
     proc = run_cli("-m", "sgt.k=0.1,0.5", f"hydra.sweep.dir={sweep}",
-                   "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1",
+                   "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
                    *[a for a in args if "limit_train" not in a],
-                   "+trainer.limit_train_batches=1")
+                   "trainer.limit_train_batches=1")
     assert proc.returncode == 0, proc.stderr[-2000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert [p.name for p in jobs] == ["0", "1"]

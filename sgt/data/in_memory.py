@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from sgt.checks import check_int
 from sgt.data.tensor_loader import TensorLoader
 from sgt.errors import DatasetCorruptError, SGTError
 
@@ -55,11 +56,9 @@ class InMemoryDataModule(pl.LightningDataModule):
         download: bool = True,
     ) -> None:
         super().__init__()
-        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"dataset.{key} must be a positive integer, got {value!r}")
-        if val_size < 0:
-            raise ValueError(f"dataset.val_size must be >= 0, got {val_size!r}")
+        check_int(batch_size, "dataset.batch_size")
+        check_int(eval_batch_size, "dataset.eval_batch_size")
+        check_int(val_size, "dataset.val_size", low=0)
         self.data_dir = Path(data_dir)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.split_seed, self.seed = val_size, split_seed, seed
@@ -164,6 +163,11 @@ class InMemoryDataModule(pl.LightningDataModule):
             rank=rank,
             world_size=world,
         )
+
+    def example_input(self) -> Tensor:
+        """One validation input as the model sees it: Lightning's model summary runs it to
+        report input/output sizes and FLOPs."""
+        return self.eval_transform(self.splits["val"][0][:1], None)
 
     def train_dataloader(self) -> TensorLoader:
         return self._loader("train", train=True)

@@ -28,30 +28,43 @@ def plot_saliency_examples(
     inputs: Tensor,
     maps: Mapping[str, Tensor],
     path: str | Path,
+    labels: Tensor | None = None,
 ) -> Path:
-    """A grid: one row per example, its input, then each labelled saliency map.
+    """A grid: one row per example, its input (with its class), then each saliency map.
+
+    Each map is scaled to its own example's largest score, so one colour bar (relative
+    saliency, 0 to 1) reads every panel.
 
     Args:
         inputs: ``(n, C, H, W)`` images (or ``(n, T, F)`` series).
         maps: label -> ``(n, N)`` per-feature scores (or already ``(n, H, W)``), e.g.
             ``{"regular": ..., "SGT": ...}`` or one entry per method.
+        labels: ``(n,)`` true classes, written beside each input.
     """
     n = inputs.shape[0]
     spatial = inputs.shape[2:] if inputs.dim() == 4 else inputs.shape[1:]
     cols = 1 + len(maps)
-    fig = Figure(figsize=(1.7 * cols, 1.7 * n), layout="constrained")
+    fig = Figure(figsize=(1.7 * cols + 0.8, 1.7 * n), layout="constrained")
     axes = fig.subplots(n, cols, squeeze=False)
+    shown = None
     for i in range(n):
         image = _as_image(inputs[i])
         axes[i, 0].imshow(image, cmap="gray" if image.dim() == 2 else None)
+        if labels is not None:
+            axes[i, 0].set_ylabel(f"class {int(labels[i])}", fontsize=8)
         for j, (label, m) in enumerate(maps.items(), start=1):
-            axes[i, j].imshow(m[i].detach().float().cpu().reshape(spatial), cmap="hot")
+            scores = m[i].detach().float().cpu().abs().reshape(spatial)
+            shown = axes[i, j].imshow(scores / scores.max().clamp_min(1e-12), cmap="hot",
+                                      vmin=0.0, vmax=1.0)
             if i == 0:
                 axes[i, j].set_title(label, fontsize=8)
     axes[0, 0].set_title("input", fontsize=8)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
+    if shown is not None:
+        fig.colorbar(shown, ax=axes[:, 1:], shrink=0.8,
+                     label="saliency / the example's largest")
     return save(fig, path)
 
 

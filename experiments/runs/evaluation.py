@@ -1,0 +1,191 @@
+"""Evaluate a saved run with a configured evaluation (``configs/eval/<name>.yaml``).
+
+The model and data are rebuilt from the run's saved ``.hydra/config.yaml`` and the
+checkpoint's weights are loaded into them; the evaluation is instantiated from
+``eval.metric`` and called on the test set. Results go to ``<run dir>/eval/``:
+``<name>.json`` (the result, its settings and provenance), ``<name>.csv`` (its table),
+``<name>.yaml`` (the evaluation config), figures and ``<name>_examples.pt`` (example maps
+that ``experiments.compare`` draws). A taken name gets a numbered suffix: nothing is
+overwritten. Both ``experiments.evaluate`` and ``experiments.train ... eval=<name>`` use it.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.loggers import Logger
+
+from experiments.runs.build import load_module, pick_device
+from experiments.runs.cli import call_library
+from experiments.runs.files import (
+    EVAL_DIR,
+    claim_stem,
+    load_run_config,
+    resolve_run,
+    run_label,
+    write_json_atomic,
+)
+from sgt.checks import check_int
+from sgt.errors import SettingError
+from sgt.evaluation import Evaluation, EvaluationResult
+from sgt.evaluation.base import check_methods
+from sgt.features import feature_saliency
+from sgt.module import SaliencyGuidedModule
+from sgt.saliency import Attribution, Explainer, ModalityForward, get_method, input_gradient
+
+# Files one evaluation writes, by suffix of its name; the first is claimed exclusively.
+SUFFIXES = (".yaml", ".json", ".csv", "_examples.pt")
+
+
+def make_methods(cfg_eval: DictConfig) -> dict[str, Attribution]:
+    """The attribution methods ``eval.methods`` names, with ``eval.method_args``."""
+    args = cfg_eval.get("method_args") or {}
+    return {name: get_method(name, **args.get(name, {})) for name in cfg_eval.methods}
+
+
+def make_evaluation(cfg_eval: DictConfig, output: str = "logit") -> Evaluation:
+    """The configured evaluation; ``output`` fills ``eval.metric.output: null`` (the run's)."""
+    cfg_metric = cfg_eval.metric
+    extra = {"output": output} if "output" in cfg_metric and not cfg_metric.output else {}
+    return hydra.utils.instantiate(cfg_metric, **extra)
+
+
+def check_eval(cfg_eval: DictConfig) -> None:
+    """Reject bad evaluation settings before any work, in one line naming the value."""
+    name = cfg_eval.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise SettingError(f"eval.name names files inside <run dir>/eval/: use letters, digits, "
+                           f"'_', '-' and '.', no path; got {name!r}")
+    check_int(cfg_eval.get("batch_size"), "eval.batch_size")
+    check_int(cfg_eval.get("num_examples"), "eval.num_examples", low=0)
+    check_methods(cfg_eval.get("methods") or [])
+    call_library("eval.methods", lambda: make_methods(cfg_eval))
+    call_library("eval.metric", lambda: make_evaluation(cfg_eval))
+
+
+def saliency_examples(module: SaliencyGuidedModule, x: torch.Tensor, y: torch.Tensor,
+                      methods: Mapping[str, Attribution], seed: int, output: str
+                      ) -> dict[str, Any]:
+    """Inputs, per-method ranking maps ``(n, N)`` and signed gradients ``(n, N)`` of a few
+    examples, on the CPU: what the example figures (and ``compare``) draw."""
+    forward = ModalityForward(module.net, module.modality, output)
+    explainer = Explainer(forward, methods, seed)
+    maps = {name: explainer(name, x, y)[1].cpu() for name in explainer.methods}
+    z = module.modality.embed(module.net, x).detach()
+    grad = input_gradient(forward, z, y)  # forward already applies ``output``
+    # clone: a slice of a batch would otherwise save the whole batch's storage
+    return {"inputs": x.cpu().clone(), "labels": y.cpu().clone(), "maps": maps,
+            "gradients": feature_saliency(module.modality, grad).cpu()}
+
+
+def write_results(directory: Path, stem: str, cfg_eval: DictConfig, result: EvaluationResult,
+                  examples: dict[str, Any] | None, label: str, info: dict[str, Any]
+                  ) -> dict[str, Path]:
+    """All files of one evaluation under ``directory/<stem>*``; returns them by kind."""
+    from sgt.plots import plot_gradient_distributions, plot_saliency_examples, result_figures
+
+    files = {"config": directory / f"{stem}.yaml", "json": directory / f"{stem}.json",
+             "csv": directory / f"{stem}.csv"}
+    OmegaConf.save(cfg_eval, files["config"], resolve=True)
+    columns, rows = result.table()
+    with files["csv"].open("w", newline="") as f:
+        csv.writer(f).writerows([columns, *rows])
+    files.update(result_figures({label: result}, directory / stem))
+    if examples is not None:
+        files["examples_pt"] = directory / f"{stem}_examples.pt"
+        torch.save({**examples, "label": label}, files["examples_pt"])
+        files["examples"] = plot_saliency_examples(examples["inputs"], examples["maps"],
+                                                   directory / f"{stem}_examples.png",
+                                                   labels=examples["labels"])
+        files["gradients"] = plot_gradient_distributions({label: examples["gradients"]},
+                                                         directory / f"{stem}_gradients.png")
+    write_json_atomic(files["json"], {**result.to_dict(), **info, "label": label,
+                                      "files": {k: str(p) for k, p in files.items()}})
+    return files
+
+
+def log_results(loggers: Sequence[Logger], name: str, result: EvaluationResult,
+                figures: dict[str, Path]) -> None:
+    """Summary scalars to every logger; the table and figures where the logger takes them
+    (W&B: a ``wandb.Table`` and ``wandb.Image``s)."""
+    columns, rows = result.table()
+    for logger in loggers:
+        logger.log_metrics({f"{name}/{k}": v for k, v in result.summary().items()})
+        if hasattr(logger, "log_table"):
+            logger.log_table(key=f"{name}/table", columns=columns, data=rows)
+        if hasattr(logger, "log_image"):
+            for kind, path in figures.items():
+                logger.log_image(key=f"{name}/{kind}", images=[str(path)])
+        logger.save()
+
+
+def evaluate_checkpoint(
+    cfg_eval: DictConfig,
+    ckpt_path: str | Path,
+    run_cfg: DictConfig | None = None,
+    loggers: Sequence[Logger] = (),
+    data_dir: str | None = None,
+) -> dict[str, Any]:
+    """Run the evaluation ``cfg_eval`` (``configs/eval/``) on a checkpoint.
+
+    Args:
+        ckpt_path: a ``.ckpt`` file or a run dir.
+        run_cfg: the run's config (default: its saved ``.hydra/config.yaml``).
+        loggers: also receive the summary, table and figures.
+        data_dir: replaces the run's ``paths.data_dir``.
+    Returns:
+        ``eval/<name>/<summary key>`` scalars and ``eval/<name>/json`` (the result file).
+    """
+    check_eval(cfg_eval)
+    ckpt, run_dir = resolve_run(ckpt_path)
+    run_cfg = copy.deepcopy(run_cfg or load_run_config(run_dir))  # the caller's stays as is
+    with open_dict(run_cfg):
+        run_cfg.dataset.eval_batch_size = cfg_eval.batch_size
+        if data_dir:
+            run_cfg.paths.data_dir = data_dir
+    output = (OmegaConf.select(cfg_eval, "metric.output")
+              or OmegaConf.select(run_cfg, "sgt.saliency_output", default="logit"))
+    datamodule, module = load_module(run_cfg, ckpt, pick_device(cfg_eval.get("device", "auto")))
+    datamodule.setup("test")
+    loader = datamodule.test_dataloader()
+    methods = make_methods(cfg_eval)
+    result = make_evaluation(cfg_eval, output)(module.net, loader, methods, module.modality)
+
+    examples = None
+    if cfg_eval.num_examples:
+        x, y, *_ = next(iter(loader))
+        device = next(module.parameters()).device
+        n = cfg_eval.num_examples
+        examples = saliency_examples(module, x[:n].to(device), y[:n].to(device), methods,
+                                     cfg_eval.metric.get("seed", 0), output)
+    directory = run_dir / EVAL_DIR
+    stem = claim_stem(directory, cfg_eval.name, SUFFIXES)
+    info = {"checkpoint": str(ckpt), "run_dir": str(run_dir), "output": output,
+            "created": datetime.now().isoformat(timespec="seconds"),
+            "settings": OmegaConf.to_container(cfg_eval, resolve=True)}
+    files = write_results(directory, stem, cfg_eval, result, examples, run_label(run_cfg), info)
+    figures = {k: p for k, p in files.items() if p.suffix == ".png"}
+    log_results(loggers, cfg_eval.name, result, figures)
+    return {**{f"eval/{cfg_eval.name}/{k}": v for k, v in result.summary().items()},
+            f"eval/{cfg_eval.name}/json": str(files["json"])}
+
+
+def close_loggers(loggers: Sequence[Logger]) -> None:
+    """Flush loggers this process made; a W&B run is finished so ``wandb sync`` takes it."""
+    for logger in loggers:
+        logger.finalize("success")
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
