@@ -14,10 +14,11 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks.progress import ProgressBar
 
 from experiments.runs.build import build, instantiate_list
 from experiments.runs.checks import refuse_overwrite, validate
-from experiments.runs.cli import report_user_errors
+from experiments.runs.cli import call_library, report_user_errors
 from experiments.runs.evaluation import evaluate_checkpoint
 from experiments.runs.files import METRICS, write_json_atomic
 from experiments.runs.summary import print_run_summary
@@ -81,9 +82,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     read_inputs(datamodule, module, ckpt_path)
     timer = EpochTimer()
     callbacks = [*instantiate_list(cfg.get("callbacks")), timer]
+    if OmegaConf.select(cfg, "trainer.enable_progress_bar") is False:
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers = instantiate_list(cfg.get("logger"))
-    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks,
-                                                  logger=loggers or False)
+    trainer: pl.Trainer = call_library("trainer", lambda: hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False))
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 

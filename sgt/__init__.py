@@ -6,6 +6,7 @@ The library is usable without Hydra::
     module = SaliencyGuidedModule(my_net, optimizer=partial(torch.optim.Adam, lr=1e-3), k=0.5)
 """
 
+import sgt.imputation  # noqa: F401  (registers the noisy_linear fill)
 from sgt.errors import NonFiniteError, SettingError, SGTError
 from sgt.evaluation import AccuracyDrop, AccuracyDropResult, CascadingRandomization
 from sgt.features import (

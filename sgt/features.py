@@ -14,6 +14,8 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
+from sgt.errors import SettingError
+
 
 class Modality:
     """Base class: the input itself is the saliency tensor (images, time series)."""
@@ -79,24 +81,59 @@ class TimeSeriesModality(Modality):
 
 
 class TextModality(Modality):
-    """Token ids ``(B, L)``; a feature is a token's embedding ``(D,)``; padding never counts.
+    """Token ids ``(B, L)``; a feature is a token's embedding ``(D,)``.
 
-    The model must expose ``embed(ids) -> (B, L, D)`` and ``classify(emb, mask) -> logits``.
+    The model must expose ``embed(ids) -> (B, L, D)`` and ``classify(emb, tokens) ->
+    logits``, ``tokens`` being the ``(B, L)`` bool of the positions it reads (a prefix of
+    each row: padding comes last).
+
+    Which tokens are features (ranked, masked, counted in ``k``): never padding
+    (``pad_id``) nor separators (``sep_id``); with ``has_query``, the tokens before a row's
+    first separator are the query (a FEVER claim) and are not features either, as ERASER
+    removes document tokens only (docs/paper.md §3(c)). The model still reads them:
+    :meth:`classify` hands it every position up to the row's last feature, so query and
+    separators stay in its input while never being selected. (A row without features reads
+    as empty there; :meth:`logits` of raw ids reads every non-padding token, e.g. the
+    claim alone once every document token is deleted.)
+
+    Masked tokens get the fill's values (``uniform``: per embedding dimension between the
+    min and max of the row's features; ``constant`` with value 0: the padding embedding,
+    which ``nn.Embedding(padding_idx=pad_id)`` keeps at zero).
     """
 
     name = "text"
 
-    def __init__(self, pad_id: int = 0) -> None:
-        self.pad_id = pad_id
+    def __init__(self, pad_id: int = 0, sep_id: int | None = None,
+                 has_query: bool = False) -> None:
+        if has_query and sep_id is None:
+            raise SettingError("TextModality(has_query=True) needs the sep_id that ends the "
+                               "query")
+        self.pad_id, self.sep_id, self.has_query = pad_id, sep_id, has_query
 
     def embed(self, model: nn.Module, x: Tensor) -> Tensor:
         return model.embed(x)
 
     def classify(self, model: nn.Module, z: Tensor, valid: Tensor | None = None) -> Tensor:
-        return model.classify(z, valid)
+        return model.classify(z, None if valid is None else self.read_positions(valid))
 
     def valid_features(self, x: Tensor) -> Tensor | None:
-        return x != self.pad_id
+        valid = x != self.pad_id
+        if self.sep_id is not None:
+            sep = x == self.sep_id
+            valid &= ~sep
+            if self.has_query:  # the query: before the first separator
+                valid &= sep.cumsum(1) > 0
+        return valid
+
+    def logits(self, model: nn.Module, x: Tensor) -> Tensor:
+        """Logits of raw ids ``(B, L)``: the model reads every token but padding."""
+        return model.classify(model.embed(x), x != self.pad_id)
+
+    @staticmethod
+    def read_positions(valid: Tensor) -> Tensor:
+        """``(B, L)`` bool: every position up to each row's last feature (what the model
+        reads: the features plus the query and separators before them)."""
+        return valid.flip(1).cumsum(1).flip(1) > 0
 
     def to_features(self, z: Tensor) -> Tensor:
         return z

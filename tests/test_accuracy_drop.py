@@ -144,8 +144,8 @@ def test_explains_log_prob_when_asked() -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_every_method_on_the_gpu_is_seeded_and_leaves_the_global_rng() -> None:
-    from sgt.saliency import METHODS
     from sgt.models import MNISTNet
+    from sgt.saliency import METHODS
 
     torch.manual_seed(0)
     net = MNISTNet().cuda()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -150,3 +151,21 @@ def test_wandb_offline_run_holds_the_table_and_figures_and_syncs(run: Path,
     dry = subprocess.run(["wandb", "sync", "--dry-run", str(offline)], capture_output=True,
                          text=True, timeout=120)
     assert dry.returncode == 0 and "Would sync 1 run" in dry.stdout + dry.stderr
+
+
+def test_sanity_check_end_to_end_through_the_cli(run: Path, tmp_path: Path) -> None:
+    """`eval=sanity`: cascading randomisation with its table and figure, like the drop."""
+    done = run_cli(f"ckpt_path={run}", "eval=sanity", "eval.methods=[grad,random]",
+                   "eval.metric.num_samples=16", "eval.batch_size=16",
+                   f"hydra.run.dir={tmp_path / 'job'}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((run / "eval" / "sanity.json").read_text())
+    assert result["kind"] == "sanity" and result["num_samples"] == 16
+    grad = [r for r in result["rows"] if r["method"] == "grad"]
+    assert [r["layer"] for r in grad] == ["original", "classifier.3", "classifier.0",
+                                          "features.2", "features.0"]
+    assert grad[-1]["spearman"] < 0.9  # the maps follow the weights
+    assert all(r["spearman"] == 1.0 for r in result["rows"] if r["method"] == "random")
+    with (run / "eval" / "sanity.csv").open() as f:
+        assert next(csv.reader(f)) == ["method", "step", "layer", "spearman", "spearman_std"]
+    assert Path(result["files"]["curves"]).stat().st_size > 0

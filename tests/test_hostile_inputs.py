@@ -25,11 +25,11 @@ import pytest
 import torch
 from PIL import Image
 
-from experiments.train import train
 from experiments.runs.cli import fail
-from sgt.errors import SGTError
+from experiments.train import train
 from sgt.data.in_memory import InMemoryDataModule, Split
 from sgt.data.mnist import FILES, IMAGE_MAGIC, LABEL_MAGIC
+from sgt.errors import SGTError
 from tests.conftest import CPU_TEST_OVERRIDES, ROOT, compose_config
 
 TRAIN_IMAGES, TRAIN_LABELS = FILES[True]

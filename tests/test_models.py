@@ -15,8 +15,8 @@ from omegaconf import OmegaConf
 from torch import nn
 from torchvision.models import ResNet18_Weights
 
-from experiments.train import train
 from experiments.runs.cli import report_user_errors
+from experiments.train import train
 from sgt.features import ImageModality, feature_saliency
 from sgt.masking import select_features
 from sgt.models import VGG16, ModelError, resnet18, resnet20, resnet32, torchvision_model

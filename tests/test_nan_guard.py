@@ -11,8 +11,7 @@ import pytorch_lightning as pl
 import torch
 
 from experiments.train import train
-from sgt.errors import SGTError
-from sgt.errors import NonFiniteError
+from sgt.errors import NonFiniteError, SGTError
 from tests.conftest import needs_mnist
 
 pytestmark = needs_mnist

@@ -12,9 +12,9 @@ from omegaconf import OmegaConf
 
 from experiments.compare import compare
 from experiments.compare import main as compare_main
-from experiments.runs.files import latest_result
 from experiments.report import collect, write_report
 from experiments.report import main as report_main
+from experiments.runs.files import latest_result
 
 LEVELS = [0.0, 0.5]
 

@@ -13,6 +13,7 @@ from typing import Any, NoReturn, TypeVar
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
 from sgt.errors import SettingError, SGTError
@@ -41,7 +42,8 @@ def user_error(err: BaseException) -> SGTError | None:
 
 def call_library(what: str, build: Callable[[], Any]) -> Any:
     """Run a library constructor (or call) for its checks; a user error it raises surfaces
-    unwrapped, and torch's own ``ValueError``s (an optimizer's lr) become a SettingError."""
+    unwrapped, and torch's or Lightning's own complaints about arguments (an optimizer's lr,
+    a trainer option) become a SettingError naming ``what``."""
     try:
         return build()
     except Exception as err:
@@ -52,7 +54,7 @@ def call_library(what: str, build: Callable[[], Any]) -> Any:
                 raise problem from None
             raise type(problem)(f"{what}: {message}") from None
         cause = err.__cause__ if isinstance(err, InstantiationException) else err
-        if isinstance(cause, (ValueError, TypeError)):
+        if isinstance(cause, (ValueError, TypeError, MisconfigurationException)):
             raise SettingError(f"{what}: {cause}") from None
         raise
 

@@ -47,6 +47,16 @@ from sgt.saliency import Attribution, Explainer, ModalityForward, get_method, in
 SUFFIXES = (".yaml", ".json", ".csv", "_examples.pt")
 
 
+# ``eval.batch_size: auto``: test inputs per batch by device. On a CPU, 250 MNIST inputs
+# through all seven methods peak at 6.2 GB of RAM (measured): the default fits 8 GB.
+AUTO_BATCH_SIZE = {"cuda": 1000, "cpu": 250}
+
+
+def eval_batch_size(cfg_eval: DictConfig, device: torch.device) -> int:
+    size = cfg_eval.get("batch_size")
+    return AUTO_BATCH_SIZE.get(device.type, 250) if size == "auto" else size
+
+
 def make_methods(cfg_eval: DictConfig) -> dict[str, Attribution]:
     """The attribution methods ``eval.methods`` names, with ``eval.method_args``."""
     args = cfg_eval.get("method_args") or {}
@@ -66,7 +76,8 @@ def check_eval(cfg_eval: DictConfig) -> None:
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         raise SettingError(f"eval.name names files inside <run dir>/eval/: use letters, digits, "
                            f"'_', '-' and '.', no path; got {name!r}")
-    check_int(cfg_eval.get("batch_size"), "eval.batch_size")
+    if cfg_eval.get("batch_size") != "auto":
+        check_int(cfg_eval.get("batch_size"), "eval.batch_size")
     check_int(cfg_eval.get("num_examples"), "eval.num_examples", low=0)
     check_methods(cfg_eval.get("methods") or [])
     call_library("eval.methods", lambda: make_methods(cfg_eval))
@@ -149,13 +160,14 @@ def evaluate_checkpoint(
     check_eval(cfg_eval)
     ckpt, run_dir = resolve_run(ckpt_path)
     run_cfg = copy.deepcopy(run_cfg or load_run_config(run_dir))  # the caller's stays as is
+    device = pick_device(cfg_eval.get("device", "auto"))
     with open_dict(run_cfg):
-        run_cfg.dataset.eval_batch_size = cfg_eval.batch_size
+        run_cfg.dataset.eval_batch_size = eval_batch_size(cfg_eval, device)
         if data_dir:
             run_cfg.paths.data_dir = data_dir
     output = (OmegaConf.select(cfg_eval, "metric.output")
               or OmegaConf.select(run_cfg, "sgt.saliency_output", default="logit"))
-    datamodule, module = load_module(run_cfg, ckpt, pick_device(cfg_eval.get("device", "auto")))
+    datamodule, module = load_module(run_cfg, ckpt, device)
     datamodule.setup("test")
     loader = datamodule.test_dataloader()
     methods = make_methods(cfg_eval)

@@ -1,4 +1,4 @@
-"""A decoded dataset split cached as one uint8 tensor file, keyed by its source files.
+"""A decoded (or generated) dataset split cached as one tensor file, keyed by its sources.
 
 Decoding thousands of PNGs/JPEGs takes seconds to minutes; loading one tensor file takes
 a fraction of a second. The file name carries a fingerprint of the source files (paths,
@@ -15,11 +15,13 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import Tensor
 
-Split = tuple[Tensor, Tensor]
+Split = tuple[Tensor, ...]  # (inputs, labels, ...) or any fixed tuple of tensors
+T = TypeVar("T")
 
 
 def fingerprint(files: Iterable[Path], *settings: object) -> str:
@@ -31,36 +33,52 @@ def fingerprint(files: Iterable[Path], *settings: object) -> str:
     return h.hexdigest()[:12]
 
 
-def _save_atomic(split: Split, path: Path) -> None:
+def _save_atomic(data: object, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(split, tmp)
+        torch.save(data, tmp)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
 
 
-def cached_split(path: Path | None, decode: Callable[[], Split]) -> Split:
-    """``(inputs, labels)`` from the cache file ``path``, else ``decode()`` and store it.
+def cached(path: Path | None, build: Callable[[], T],
+           check: Callable[[object], T] | None = None) -> T:
+    """``build()``'s result from the cache file ``path``, else build it and store it.
 
-    ``path=None`` disables caching. An unreadable cache file is decoded again and
-    replaced; a cache folder that cannot be written only costs a warning.
+    The value must be what ``torch.load(weights_only=True)`` reads back (tensors, numbers,
+    strings, lists, tuples, dicts). ``check`` turns a loaded value into the expected one
+    and raises on anything else. ``path=None`` disables caching. An unreadable or foreign
+    cache file is built again and replaced; a folder that cannot be written only costs a
+    warning.
     """
     if path is not None and path.is_file():
         try:
-            x, y = torch.load(path, map_location="cpu", weights_only=True)
-            return x, y
+            data = torch.load(path, map_location="cpu", weights_only=True)
+            return check(data) if check is not None else data
         except Exception as err:  # truncated or foreign file: rebuild it below
             warnings.warn(f"ignoring unreadable cache {path} ({err}); decoding again",
-                          stacklevel=2)
-    split = decode()
+                          stacklevel=3)
+    value = build()
     if path is not None:
         try:
-            _save_atomic(split, path)
+            _save_atomic(value, path)
         except OSError as err:
             warnings.warn(f"cannot write the dataset cache {path} ({err}); set "
                           "dataset.cache_dir to a writable folder to skip decoding next time",
-                          stacklevel=2)
-    return split
+                          stacklevel=3)
+    return value
+
+
+def _tensors(data: object) -> Split:
+    if not isinstance(data, (tuple, list)) or not all(isinstance(t, Tensor) for t in data):
+        raise TypeError(f"expected a tuple of tensors, found {type(data).__name__}")
+    return tuple(data)
+
+
+def cached_split(path: Path | None, decode: Callable[[], Split]) -> Split:
+    """A tuple of tensors (``(inputs, labels, ...)``) from the cache file ``path``, else
+    ``decode()`` and store it (see :func:`cached`)."""
+    return cached(path, decode, _tensors)

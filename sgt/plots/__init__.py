@@ -6,16 +6,25 @@
 
 from sgt.plots.accuracy_drop import plot_accuracy_drop
 from sgt.plots.common import FIGURES, result_figures
+from sgt.plots.road import plot_road
 from sgt.plots.saliency import plot_gradient_distributions, plot_saliency_examples
 from sgt.plots.sanity import plot_sanity
 from sgt.plots.sweep import plot_metric_vs
+from sgt.plots.text import plot_eraser, plot_token_highlights
+from sgt.plots.timeseries import plot_box_saliency, plot_masked_accuracy, plot_precision_recall
 
 __all__ = [
     "FIGURES",
     "plot_accuracy_drop",
+    "plot_box_saliency",
+    "plot_eraser",
     "plot_gradient_distributions",
+    "plot_masked_accuracy",
     "plot_metric_vs",
+    "plot_precision_recall",
+    "plot_road",
     "plot_sanity",
     "plot_saliency_examples",
+    "plot_token_highlights",
     "result_figures",
 ]

@@ -1,0 +1,226 @@
+"""ROAD: remove and debias (Rong et al., ICML 2022, https://arxiv.org/abs/2202.00449).
+
+The accuracy drop (docs/paper.md §3(a)) partly measures how a model copes with the mask
+rather than how faithful the saliency is: a constant or mean fill leaves a hole whose shape
+leaks where the salient pixels were, and out-of-distribution holes cost accuracy whichever
+pixels they cover. ROAD fills removed pixels by noisy linear imputation from their
+neighbours (:class:`sgt.imputation.NoisyLinearFill`) and removes in both orders: most
+relevant first (MoRF: accuracy should fall fast) and least relevant first (LeRF: it should
+hold). The gap ``LeRF AUC - MoRF AUC`` is then larger for a more faithful method, and about
+0 for random rankings, which remove pixels alike in both orders.
+
+At level ``p`` both orders remove ``int(p * N)`` pixels. (The reference's LeRF at ``p``
+*keeps* the top ``p`` instead, i.e. removes ``N - int(p * N)``: its curve read from the
+other end.) Each method's attributions are computed once per batch and reused for both
+orders and every level; the fill imputes all levels of an order at once, and they go
+through the model as one forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence, Sized
+from dataclasses import asdict, dataclass
+from itertools import islice
+from typing import Any, ClassVar
+
+import torch
+from rich.progress import Progress
+from torch import Tensor, nn
+
+import sgt.imputation  # noqa: F401  (registers the default fill, noisy_linear)
+from sgt.errors import SettingError
+from sgt.evaluation.accuracy_drop import LEVELS, area_under_curve
+from sgt.evaluation.base import RESULTS, check_methods
+from sgt.features import ImageModality, Modality
+from sgt.masking import Fill, check_fraction, get_fill, select_features
+from sgt.saliency import Attribution, Explainer, ModalityForward, Output, check_output, get_method
+
+# order -> whether the lowest-scored features go first
+ORDERS: dict[str, bool] = {"morf": False, "lerf": True}
+
+
+@RESULTS.register("road")
+@dataclass
+class RoadResult:
+    """Plain data: accuracy per method, order and level, and the area under each curve."""
+
+    kind: ClassVar[str] = "road"
+    levels: list[float]
+    morf: dict[str, list[float]]  # method -> accuracy, most relevant removed first
+    lerf: dict[str, list[float]]  # method -> accuracy, least relevant removed first
+    morf_auc: dict[str, float]  # lower = more faithful
+    lerf_auc: dict[str, float]  # higher = more faithful
+    num_samples: int
+    fill: str
+
+    @property
+    def gap(self) -> dict[str, float]:
+        """``LeRF AUC - MoRF AUC`` per method: larger = more faithful, ≈ 0 for random."""
+        return {m: self.lerf_auc[m] - self.morf_auc[m] for m in self.morf_auc}
+
+    def table(self) -> tuple[list[str], list[list[Any]]]:
+        """``(columns, rows)``: per method a MoRF and a LeRF row: name, order, AUC, gap,
+        then accuracy per level."""
+        columns = ["method", "order", "auc", "gap", *(f"{level:g}" for level in self.levels)]
+        gap = self.gap
+        rows = [row for m in self.morf for row in (
+            [m, "MoRF", self.morf_auc[m], gap[m], *self.morf[m]],
+            [m, "LeRF", self.lerf_auc[m], gap[m], *self.lerf[m]])]
+        return columns, rows
+
+    def summary(self) -> dict[str, float]:
+        """``morf_auc/<method>``, ``lerf_auc/<method>``, ``gap/<method>``."""
+        return {**{f"morf_auc/{m}": a for m, a in self.morf_auc.items()},
+                **{f"lerf_auc/{m}": a for m, a in self.lerf_auc.items()},
+                **{f"gap/{m}": g for m, g in self.gap.items()}}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RoadResult:
+        return cls(list(data["levels"]), dict(data["morf"]), dict(data["lerf"]),
+                   dict(data["morf_auc"]), dict(data["lerf_auc"]), int(data["num_samples"]),
+                   str(data["fill"]))
+
+
+class Road:
+    """Accuracy after removing features in MoRF and LeRF order (configured callable).
+
+    Args:
+        levels: fractions of features removed, each in ``[0, 1)``; 0 is plain accuracy.
+        fill: replacement, a registered fill name (default ``noisy_linear``, ROAD's) or a
+            :class:`~sgt.masking.Fill`; ``fill_args`` are its arguments (e.g. ``noise``).
+        random_baseline: also rank by ``random`` (added unless already among the methods):
+            its gap is the one a ranking with no information gets.
+        seed: seeds each method's generator (baselines, noise, random ranking, fill noise).
+        output: explain the target ``logit`` or its ``log_prob``.
+        limit_batches: evaluate only the first batches of the loader.
+        progress: show a rich progress bar over methods.
+    """
+
+    score_direction: ClassVar[str] = "higher"  # larger gap = more faithful saliency
+
+    def __init__(
+        self,
+        levels: Sequence[float] = LEVELS,
+        fill: str | Fill = "noisy_linear",
+        fill_args: Mapping[str, Any] | None = None,
+        random_baseline: bool = True,
+        seed: int = 0,
+        output: Output = "logit",
+        limit_batches: int | None = None,
+        progress: bool = True,
+    ) -> None:
+        if not levels:
+            raise SettingError("levels must list at least one fraction in [0, 1), got none")
+        self.levels = [check_fraction(level, "each of levels") for level in levels]
+        if not isinstance(random_baseline, bool):
+            raise SettingError(f"random_baseline must be true or false, got {random_baseline!r}")
+        if limit_batches is not None and (isinstance(limit_batches, bool) or
+                                          not isinstance(limit_batches, int) or limit_batches <= 0):
+            raise SettingError(f"limit_batches must be a positive integer or null, got "
+                               f"{limit_batches!r}")
+        check_output(output, "output")
+        if isinstance(fill, str):
+            self.fill, self.fill_name = get_fill(fill, fill_args), fill
+        else:
+            self.fill, self.fill_name = fill, type(fill).__name__
+        self.random_baseline, self.seed, self.output = random_baseline, seed, output
+        self.limit_batches, self.progress = limit_batches, progress
+
+    def perturb(self, modality: Modality, z: Tensor, scores: Tensor, valid: Tensor | None,
+                generator: torch.Generator, lowest: bool) -> Tensor:
+        """``(levels, B, ...)``: ``z`` with its top-``level`` (``lowest``: bottom) features
+        by ``scores`` filled; one fill call imputes every level."""
+        levels = len(self.levels)
+        selected = torch.cat([select_features(scores, level, lowest, valid)
+                              for level in self.levels])  # (levels * B, N)
+        stacked = z.repeat(levels, *(1,) * (z.dim() - 1))  # (levels * B, ...)
+        features = modality.to_features(stacked)  # (levels * B, N, C)
+        values = self.fill(features, selected=selected,
+                           valid=None if valid is None else valid.repeat(levels, 1),
+                           generator=generator, grid=modality.grid(z)).expand_as(features)
+        masked = torch.where(selected.unsqueeze(-1), values, features)
+        return modality.from_features(masked, stacked).view(levels, *z.shape)
+
+    def evaluate_batch(self, explainer: Explainer, name: str, x: Tensor, y: Tensor) -> Tensor:
+        """``(orders, levels)`` correct predictions of the batch: MoRF row, then LeRF."""
+        forward = explainer.forward
+        m = forward.modality
+        z, scores = explainer(name, x, y)
+        valid = m.valid_features(x)
+        levels = len(self.levels)
+        counts = []
+        for lowest in ORDERS.values():
+            perturbed = self.perturb(m, z, scores, valid, explainer.generator(name), lowest)
+            with torch.no_grad():
+                # every level of the batch as one forward: (levels * B, ...)
+                logits = forward(perturbed.flatten(0, 1),
+                                 None if valid is None else valid.repeat(levels, 1))
+            counts.append((logits.argmax(-1) == y.repeat(levels)).view(levels, -1).sum(1))
+        return torch.stack(counts)
+
+    def __call__(
+        self,
+        model: nn.Module,
+        loader: Iterable[Sequence[Tensor]],
+        methods: Sequence[str] | Mapping[str, Attribution],
+        modality: Modality | None = None,
+    ) -> RoadResult:
+        """Evaluate ``methods`` (names or instances, plus ``random``) on ``loader``'s
+        ``(x, y, ...)`` batches.
+
+        ``model`` maps ``modality.embed`` output to logits (images: any classifier); it is
+        evaluated in eval mode on its own device and left in the mode it was in.
+        """
+        check_methods(methods)
+        explainer = Explainer(ModalityForward(model, modality or ImageModality(), self.output),
+                              self._with_baseline(methods), self.seed)
+        device = explainer.device
+        was_training = model.training
+        model.eval()
+        correct: dict[str, Tensor] = {}
+        total = 0
+        try:
+            with Progress(disable=not self.progress, transient=True) as bar:
+                for name in explainer.methods:
+                    counts = torch.zeros(len(ORDERS), len(self.levels), dtype=torch.long,
+                                         device=device)
+                    task = bar.add_task(f"ROAD: {name}", total=self._num_batches(loader))
+                    total = 0
+                    for x, y, *_ in islice(loader, self.limit_batches):
+                        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                        counts += self.evaluate_batch(explainer, name, x, y)
+                        total += y.shape[0]
+                        bar.advance(task)
+                    correct[name] = counts
+        finally:
+            model.train(was_training)
+        if total == 0:
+            raise ValueError("the loader yielded no batches")
+        accuracy = {order: {name: (c[i].double() / total).tolist() for name, c in correct.items()}
+                    for i, order in enumerate(ORDERS)}
+        auc = {order: {name: area_under_curve(self.levels, acc) for name, acc in curves.items()}
+               for order, curves in accuracy.items()}
+        return RoadResult(list(self.levels), accuracy["morf"], accuracy["lerf"], auc["morf"],
+                          auc["lerf"], total, self.fill_name)
+
+    def _with_baseline(self, methods: Sequence[str] | Mapping[str, Attribution]
+                       ) -> list[str] | dict[str, Attribution]:
+        """``methods`` plus ``random`` when ``random_baseline`` asks for it."""
+        if not self.random_baseline or "random" in methods:
+            return dict(methods) if isinstance(methods, Mapping) else list(methods)
+        if isinstance(methods, Mapping):
+            return {**methods, "random": get_method("random")}
+        return [*methods, "random"]
+
+    def _num_batches(self, loader: Iterable) -> int | None:
+        """Batches per method, for the progress bar (``None``: unknown)."""
+        n = len(loader) if isinstance(loader, Sized) else None
+        if self.limit_batches is not None:
+            n = self.limit_batches if n is None else min(n, self.limit_batches)
+        return n
+
+
+__all__ = ["ORDERS", "Road", "RoadResult"]

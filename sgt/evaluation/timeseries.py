@@ -1,0 +1,388 @@
+"""Saliency scored against the known box of the synthetic time-series benchmark.
+
+The metrics of Ismail et al. 2020 (docs/paper.md §3(d)), every one batched on the device:
+
+- a method's map is |attribution|, min-max rescaled to [0, 1] per sample;
+- masks by saliency *mass*: at p = 10 … 90 % the fewest top cells holding ≥ p of the
+  sample's total saliency;
+- saliency-weighted precision and recall of those masks against the box (cells), and the
+  same for time rows and feature columns (top-h / top-w weighting), with AUP, AUR, AUPR;
+- masked accuracy: the mask's cells replaced by the dataset's no-box background sample, at
+  p = 0, 10, …, 100 %, and the area under that curve (lower = more faithful).
+
+Batches are ``(x (B, T, F), y, truth (B, T, F) bool, background (B, T, F))`` as
+:class:`sgt.data.TimeSeriesDataModule`'s test loader yields them.
+
+**Random baseline.** The ``random`` method here is the attribution registry's i.i.d.
+U[0, 1) map per cell. The benchmark's "Random" was another method's map with its feature
+axis permuted (one column permutation shared by every sample and time step), so it kept
+that method's time profile; the two baselines are not interchangeable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence, Sized
+from dataclasses import asdict, dataclass
+from itertools import islice
+from typing import Any, ClassVar
+
+import torch
+from rich.progress import Progress
+from torch import Tensor, nn
+
+from sgt.checks import check_int
+from sgt.errors import SettingError
+from sgt.evaluation.accuracy_drop import area_under_curve
+from sgt.evaluation.base import RESULTS, check_methods
+from sgt.features import TimeSeriesModality
+from sgt.saliency import Attribution, Explainer, ModalityForward, Output, check_output
+
+MASS_LEVELS: tuple[float, ...] = tuple(i / 10 for i in range(1, 10))  # 10 … 90 %
+MASKED_LEVELS: tuple[float, ...] = tuple(i / 10 for i in range(11))  # 0, 10, …, 100 %
+# Precision/recall curves of a result: cells, time rows, feature columns.
+CURVES: tuple[str, ...] = ("precision", "recall", "time_precision", "time_recall",
+                           "feature_precision", "feature_recall")
+AREAS: tuple[str, ...] = ("aup", "aur", "aupr", "time_aup", "time_aur", "time_aupr",
+                          "feature_aup", "feature_aur", "feature_aupr", "masked_auc")
+
+
+# -- the metrics on one batch (pure functions of tensors) -------------------------------
+
+
+def rescale_saliency(scores: Tensor) -> Tensor:
+    """``(B, N)`` scores -> per-sample min-max to [0, 1]; a constant map becomes 0
+    (sklearn ``minmax_scale``, as the benchmark)."""
+    low, high = scores.amin(1, keepdim=True), scores.amax(1, keepdim=True)
+    span = high - low
+    return torch.where(span > 0, (scores - low) / span.clamp_min(torch.finfo(span.dtype).tiny),
+                       torch.zeros_like(scores))
+
+
+def mass_masks(saliency: Tensor, levels: Sequence[float]) -> Tensor:
+    """``(L, B, N)`` bool: per level p, the fewest most salient cells whose saliency sums to
+    at least p of the sample's total (sort + cumsum). p = 0 selects nothing and p = 1 every
+    cell (the benchmark's 0 % and 100 % masked-accuracy points); a map summing to 0 gives one
+    cell for 0 < p < 1. Ties keep index order (a stable sort), so masks repeat exactly.
+
+    Args:
+        saliency: ``(B, N)`` non-negative per-cell saliency.
+    """
+    batch, n = saliency.shape
+    ordered, order = saliency.double().sort(dim=1, descending=True, stable=True)
+    mass = ordered.cumsum(1)  # (B, N): saliency of the top 1, 2, … cells
+    p = torch.tensor(levels, dtype=torch.float64, device=saliency.device)[:, None]  # (L, 1)
+    count = (mass[None] < p[:, :, None] * mass[None, :, -1:]).sum(2) + 1  # (L, B)
+    count = torch.where(p <= 0, 0, torch.where(p >= 1, n, count))
+    positions = torch.arange(n, device=saliency.device).expand(batch, n)
+    rank = torch.empty_like(order).scatter_(1, order, positions)  # (B, N): place in the order
+    return rank[None] < count[:, :, None]
+
+
+def weighted_precision_recall(weights: Tensor, predicted: Tensor, truth: Tensor
+                              ) -> tuple[Tensor, Tensor]:
+    """Saliency-weighted precision and recall per sample, NaN where undefined.
+
+    TP, FP, FN are the summed ``weights`` of predicted-and-true, predicted-only and
+    true-only positions; precision = TP / (TP + FP), recall = TP / (TP + FN).
+
+    Args:
+        weights: ``(B, N)`` non-negative weights (the rescaled saliency).
+        predicted: ``(L, B, N)`` bool, one mask per level. truth: ``(B, N)`` bool.
+    Returns:
+        ``(L, B)`` precision and ``(L, B)`` recall.
+    """
+    tp = (weights * (predicted & truth)).sum(-1)
+    fp = (weights * (predicted & ~truth)).sum(-1)
+    fn = (weights * (~predicted & truth)).sum(-1)
+    nan = torch.full_like(tp, float("nan"))
+    precision = torch.where(tp + fp > 0, tp / (tp + fp).clamp_min(1e-30), nan)
+    recall = torch.where(tp + fn > 0, tp / (tp + fn).clamp_min(1e-30), nan)
+    return precision, recall
+
+
+def top_mean(values: Tensor, k: Tensor, dim: int) -> Tensor:
+    """Mean of the ``k`` largest entries along ``dim`` of ``(B, …)`` ``values``, with
+    ``k (B,)`` per sample (clamped to [1, size]); the result drops ``dim``."""
+    k = k.clamp(1, values.shape[dim])
+    per_sample = (-1, *[1] * (values.dim() - 1))  # k broadcast over a (B, …) tensor
+    top_sums = values.sort(dim=dim, descending=True).values.cumsum(dim)
+    index = (k - 1).view(per_sample).expand(*values.shape[:dim], 1, *values.shape[dim + 1:])
+    return (top_sums.gather(dim, index) / k.view(per_sample).to(values.dtype)).squeeze(dim)
+
+
+def axis_precision_recall(saliency: Tensor, predicted: Tensor, truth: Tensor, axis: int
+                          ) -> tuple[Tensor, Tensor]:
+    """Time-level (``axis=1``) or feature-level (``axis=2``) weighted precision and recall.
+
+    A time row is predicted when any of its cells is in the mask and true when it meets the
+    box; its weight is the mean of its top-h saliencies, h = the box's length in time.
+    Feature columns likewise, with the box's width w (docs/paper.md §3(d), as the code).
+
+    Args:
+        saliency: ``(B, T, F)`` rescaled saliency. predicted: ``(L, B, T, F)`` bool.
+        truth: ``(B, T, F)`` bool.
+    """
+    other = 3 - axis  # the axis a row (column) runs along
+    true_lines = truth.any(other)  # (B, T) rows or (B, F) columns meeting the box
+    extent = true_lines.sum(1)  # (B,) box length in time (rows) or width (columns)
+    weights = top_mean(saliency, extent, other)  # (B, T) or (B, F)
+    return weighted_precision_recall(weights, predicted.any(other + 1), true_lines)
+
+
+def masked_inputs(x: Tensor, background: Tensor, masks: Tensor) -> Tensor:
+    """``(L, B, T, F)``: ``x`` with each level's masked cells taken from ``background``."""
+    return torch.where(masks.view(masks.shape[0], *x.shape), background[None], x[None])
+
+
+# -- the result -------------------------------------------------------------------------
+
+
+@RESULTS.register("timeseries")
+@dataclass
+class TimeSeriesResult:
+    """Plain data: precision/recall curves per method at each saliency-mass level, and
+    masked accuracy per method at each masked level.
+
+    ``curves[c][method]`` for ``c`` in :data:`CURVES`; NaN where no sample had a defined
+    value. Areas (:data:`AREAS`) are computed from the curves.
+    """
+
+    kind: ClassVar[str] = "timeseries"
+    levels: list[float]
+    curves: dict[str, dict[str, list[float]]]
+    masked_levels: list[float]
+    masked_accuracy: dict[str, list[float]]
+    num_samples: int
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self.masked_accuracy)
+
+    def areas(self, method: str) -> dict[str, float]:
+        """AUP, AUR (trapezoid over the mass levels), AUPR (precision over recall, sorted by
+        recall) for cells, time rows and feature columns, and the masked-accuracy AUC."""
+        out: dict[str, float] = {}
+        for prefix in ("", "time_", "feature_"):
+            precision = torch.tensor(self.curves[f"{prefix}precision"][method],
+                                     dtype=torch.float64)
+            recall = torch.tensor(self.curves[f"{prefix}recall"][method], dtype=torch.float64)
+            order = recall.argsort(stable=True)
+            out[f"{prefix}aup"] = area_under_curve(self.levels, precision.tolist())
+            out[f"{prefix}aur"] = area_under_curve(self.levels, recall.tolist())
+            out[f"{prefix}aupr"] = area_under_curve(recall[order].tolist(),
+                                                    precision[order].tolist())
+        out["masked_auc"] = area_under_curve(self.masked_levels, self.masked_accuracy[method])
+        return out
+
+    def table(self) -> tuple[list[str], list[list[Any]]]:
+        """``(columns, rows)``: one row per method with its areas."""
+        rows = [[m, *self.areas(m).values()] for m in self.methods]
+        return ["method", *AREAS], rows
+
+    def summary(self) -> dict[str, float]:
+        """``<area>/<method>`` (``aup/grad``, ``masked_auc/random``, …)."""
+        return {f"{area}/{m}": value for m in self.methods
+                for area, value in self.areas(m).items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TimeSeriesResult:
+        return cls(list(data["levels"]), {c: dict(v) for c, v in data["curves"].items()},
+                   list(data["masked_levels"]), dict(data["masked_accuracy"]),
+                   int(data["num_samples"]))
+
+
+def difference_from_random(results: TimeSeriesResult | Sequence[TimeSeriesResult],
+                           baseline: str = "random") -> dict[str, dict[str, float]]:
+    """Poster Table 2's Diff(AUP) and Diff(AUR), as defined here: per method,
+    AUP(method) − AUP(baseline) and AUR(method) − AUR(baseline) within each result (one per
+    dataset and model), averaged over ``results``.
+
+    The poster does not define Diff; a difference to the random baseline is what explains its
+    negative entries (docs/paper.md §3(d), last bullet). Note that ``random`` here is the
+    i.i.d. map, not the benchmark's permuted map (see the module docstring).
+
+    Returns:
+        ``{method: {"aup": …, "aur": …}}`` for every method but ``baseline``.
+    """
+    results = [results] if isinstance(results, TimeSeriesResult) else list(results)
+    if not results:
+        raise SettingError("difference_from_random needs at least one time-series result")
+    missing = [i for i, r in enumerate(results) if baseline not in r.methods]
+    if missing:
+        raise SettingError(f"result {missing[0]} has no {baseline!r} method to compare with; "
+                           f"evaluate with methods [..., {baseline}]")
+    diffs: dict[str, dict[str, list[float]]] = {}
+    for result in results:
+        base = result.areas(baseline)
+        for method in result.methods:
+            if method != baseline:
+                areas = result.areas(method)
+                for key in ("aup", "aur"):
+                    diffs.setdefault(method, {}).setdefault(key, []).append(
+                        areas[key] - base[key])
+    return {m: {k: sum(v) / len(v) for k, v in d.items()} for m, d in diffs.items()}
+
+
+# -- the evaluation ---------------------------------------------------------------------
+
+
+def _check_levels(levels: Sequence[float], key: str, low: float, high: float) -> list[float]:
+    values = list(levels)
+    if not values or any(isinstance(v, bool) or not isinstance(v, (int, float))
+                         or not low <= v <= high for v in values):
+        raise SettingError(f"{key} must list fractions in [{low:g}, {high:g}], got {values!r}")
+    if values != sorted(set(values)):
+        raise SettingError(f"{key} must be increasing without repeats, got {values!r}")
+    return [float(v) for v in values]
+
+
+class TimeSeriesMetrics:
+    """The benchmark's saliency metrics against the true box (configured callable).
+
+    Args:
+        levels: saliency-mass fractions of the precision/recall masks, in (0, 1); AUP and
+            AUR are trapezoids over them (the benchmark: 0.1 … 0.9).
+        masked_levels: saliency-mass fractions of the masked-accuracy curve, in [0, 1]
+            (0: the plain input, 1: all background).
+        seed: seeds each method's generator (baselines, noise, the random map).
+        output: explain the target ``logit`` or its ``log_prob``.
+        limit_batches: evaluate only the first batches of the loader.
+        progress: show a rich progress bar over methods.
+    """
+
+    def __init__(
+        self,
+        levels: Sequence[float] = MASS_LEVELS,
+        masked_levels: Sequence[float] = MASKED_LEVELS,
+        seed: int = 0,
+        output: Output = "logit",
+        limit_batches: int | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.levels = _check_levels(levels, "levels", 0.0, 1.0)
+        if self.levels[0] == 0.0 or self.levels[-1] == 1.0:
+            raise SettingError(f"levels must lie strictly between 0 and 1 (0 and 1 are "
+                               f"masked-accuracy points only), got {self.levels}")
+        self.masked_levels = _check_levels(masked_levels, "masked_levels", 0.0, 1.0)
+        if limit_batches is not None:
+            check_int(limit_batches, "limit_batches")
+        check_output(output, "output")
+        self.seed, self.output = seed, output
+        self.limit_batches, self.progress = limit_batches, progress
+
+    def evaluate_batch(self, explainer: Explainer, name: str, x: Tensor, y: Tensor,
+                       truth: Tensor, background: Tensor) -> dict[str, Tensor]:
+        """Sums over the batch: ``<curve>`` ``(L,)`` of the defined per-sample values,
+        ``<curve>_count`` ``(L,)`` how many were defined, ``correct`` ``(M,)``."""
+        _, scores = explainer(name, x, y)  # (B, N) |attribution|
+        saliency = rescale_saliency(scores)
+        truth_flat = truth.flatten(1)  # (B, T, F) -> (B, N)
+        masks = mass_masks(saliency, self.levels)  # (L, B, N)
+        grid = saliency.view_as(x)
+        masks_grid = masks.view(len(self.levels), *x.shape)
+        values = dict(zip(CURVES, (
+            *weighted_precision_recall(saliency, masks, truth_flat),
+            *axis_precision_recall(grid, masks_grid, truth, axis=1),
+            *axis_precision_recall(grid, masks_grid, truth, axis=2),
+        ), strict=True))
+        sums = {}
+        for curve, per_sample in values.items():  # (L, B), NaN where undefined
+            defined = ~per_sample.isnan()
+            sums[curve] = per_sample.nan_to_num().sum(1)
+            sums[f"{curve}_count"] = defined.sum(1)
+        levels = len(self.masked_levels)
+        inputs = masked_inputs(x, background, mass_masks(saliency, self.masked_levels))
+        with torch.no_grad():  # every level of the batch as one forward: (M * B, T, F)
+            logits = explainer.forward(inputs.flatten(0, 1))
+        sums["correct"] = (logits.argmax(-1) == y.repeat(levels)).view(levels, -1).sum(1)
+        return sums
+
+    def __call__(
+        self,
+        model: nn.Module,
+        loader: Iterable[Sequence[Tensor]],
+        methods: Sequence[str] | Mapping[str, Attribution],
+        modality: TimeSeriesModality | None = None,
+    ) -> TimeSeriesResult:
+        """Evaluate ``methods`` on ``loader``'s ``(x, y, truth, background)`` batches.
+
+        ``model`` maps ``(B, T, F)`` to logits; it is evaluated in eval mode on its own
+        device and left in the mode it was in.
+        """
+        check_methods(methods)
+        explainer = Explainer(ModalityForward(model, modality or TimeSeriesModality(),
+                                              self.output), methods, self.seed)
+        device = explainer.device
+        was_training = model.training
+        model.eval()
+        totals: dict[str, dict[str, Tensor]] = {}
+        total = 0
+        try:
+            with Progress(disable=not self.progress, transient=True) as bar:
+                for name in explainer.methods:
+                    task = bar.add_task(f"time-series metrics: {name}",
+                                        total=self._num_batches(loader))
+                    sums: dict[str, Tensor] = {}
+                    total = 0
+                    for batch in islice(loader, self.limit_batches):
+                        x, y, truth, background = self._unpack(batch, device)
+                        for key, value in self.evaluate_batch(explainer, name, x, y, truth,
+                                                              background).items():
+                            sums[key] = sums[key] + value if key in sums else value
+                        total += y.shape[0]
+                        bar.advance(task)
+                    totals[name] = sums
+        finally:
+            model.train(was_training)
+        if total == 0:
+            raise ValueError("the loader yielded no batches")
+        curves = {curve: {name: (s[curve].double() / s[f"{curve}_count"]).tolist()
+                          for name, s in totals.items()} for curve in CURVES}
+        accuracy = {name: _stay_at_zero((s["correct"].double() / total).tolist())
+                    for name, s in totals.items()}
+        return TimeSeriesResult(self.levels, curves, self.masked_levels, accuracy, total)
+
+    @staticmethod
+    def _unpack(batch: Sequence[Tensor], device: torch.device) -> tuple[Tensor, ...]:
+        if len(batch) < 4:
+            raise SettingError(
+                f"time-series metrics need batches (x, y, truth, background), got "
+                f"{len(batch)} entries; evaluate on TimeSeriesDataModule's test loader")
+        x, y, truth, background = (t.to(device, non_blocking=True) for t in batch[:4])
+        return x, y, truth.bool(), background.to(x.dtype)
+
+    def _num_batches(self, loader: Iterable) -> int | None:
+        """Batches per method, for the progress bar (``None``: unknown)."""
+        n = len(loader) if isinstance(loader, Sized) else None
+        if self.limit_batches is not None:
+            n = self.limit_batches if n is None else min(n, self.limit_batches)
+        return n
+
+
+def _stay_at_zero(accuracy: list[float]) -> list[float]:
+    """Once accuracy reaches 0 it stays 0 at higher levels (the benchmark stops there)."""
+    out, hit = [], False
+    for value in accuracy:
+        hit = hit or value == 0.0
+        out.append(0.0 if hit else value)
+    return out
+
+
+__all__ = [
+    "AREAS",
+    "CURVES",
+    "MASKED_LEVELS",
+    "MASS_LEVELS",
+    "TimeSeriesMetrics",
+    "TimeSeriesResult",
+    "axis_precision_recall",
+    "difference_from_random",
+    "mass_masks",
+    "masked_inputs",
+    "rescale_saliency",
+    "top_mean",
+    "weighted_precision_recall",
+]
