@@ -41,6 +41,16 @@ def load_evaluation(run_dir: Path, name: str) -> tuple[dict[str, Any], dict[str,
     return data, examples
 
 
+PER_EXAMPLE = ("inputs", "labels", "features", "gradients", "tokens")  # rows = examples
+
+
+def first_examples(examples: dict[str, Any], n: int) -> dict[str, Any]:
+    """The first ``n`` of a run's saved examples (``maps`` are cut by the caller)."""
+    out = {k: (v[:n] if k in PER_EXAMPLE and v is not None else v) for k, v in examples.items()}
+    out["extras"] = [extra[:n] for extra in examples.get("extras", [])]
+    return out
+
+
 def _unique_labels(labels: Sequence[str], run_dirs: Sequence[Path]) -> list[str]:
     """Runs with the same label (two SGT runs with one k) are told apart by their folder."""
     return [f"{label} ({d.name})" if labels.count(label) > 1 else label
@@ -51,7 +61,7 @@ def compare(run_dirs: Sequence[Path], out_dir: Path, labels: Sequence[str] | Non
             name: str = "accuracy_drop", method: str = "grad") -> dict[str, Any]:
     """Compare evaluated runs; returns ``{"summary": {key: {label: value}}, "labels",
     "files"}``. ``method`` picks the saliency maps drawn (when every run saved it)."""
-    from sgt.plots import plot_gradient_distributions, plot_saliency_examples, result_figures
+    from sgt.plots import plot_examples, plot_gradient_distributions, result_figures
 
     if len(run_dirs) < 2:
         raise SettingError(f"compare needs at least two run dirs, got {len(run_dirs)}")
@@ -72,10 +82,11 @@ def compare(run_dirs: Sequence[Path], out_dir: Path, labels: Sequence[str] | Non
     examples = {lab: ex for lab, (_, ex) in zip(labels, loaded, strict=True) if ex is not None}
     if len(examples) == len(labels) and all(method in ex["maps"] for ex in examples.values()):
         n = min(ex["inputs"].shape[0] for ex in examples.values())
-        first = next(iter(examples.values()))
-        files["saliency"] = plot_saliency_examples(
-            first["inputs"][:n], {lab: ex["maps"][method][:n] for lab, ex in examples.items()},
-            out_dir / f"{stem}_saliency.png", labels=first["labels"][:n])
+        first = first_examples(next(iter(examples.values())), n)
+        files["saliency"] = plot_examples(
+            first.get("modality", "image"), first,
+            {lab: ex["maps"][method][:n] for lab, ex in examples.items()},
+            out_dir / f"{stem}_saliency.png")
         files["gradients"] = plot_gradient_distributions(
             {lab: ex["gradients"][:n] for lab, ex in examples.items()},
             out_dir / f"{stem}_gradients.png")

@@ -13,6 +13,7 @@ import sgt.data.eraser as eraser
 from sgt.data import EraserDataModule, Vocabulary
 from sgt.data.eraser import PAD_ID, SEP_ID, UNK_ID
 from sgt.errors import DatasetCorruptError, DatasetNotFoundError, SettingError
+from sgt.features import TextModality
 from tests.conftest import SHARED_DATA
 from tests.eraser_corpus import datamodule
 
@@ -62,7 +63,7 @@ def test_query_and_separators_are_no_features_but_the_model_reads_them(tmp_path:
     dm, written = datamodule(tmp_path, "fever")
     dm.setup()
     ids = dm.splits["test"][0][:3]
-    modality = dm.text_modality()
+    modality = TextModality(**dm.modality_kwargs())
     valid = modality.valid_features(ids)
     for i, inst in enumerate(written["test"][:3]):
         q = len(inst.query)
@@ -80,7 +81,7 @@ def test_esnli_separator_between_premise_and_hypothesis_is_no_feature(tmp_path: 
     dm, written = datamodule(tmp_path, "esnli")
     dm.setup()
     ids = dm.splits["val"][0]
-    valid = dm.text_modality().valid_features(ids)
+    valid = TextModality(**dm.modality_kwargs()).valid_features(ids)
     inst = written["val"][0]
     premise = len(inst.docs[inst.docids[0]])
     assert ids[0, premise] == SEP_ID and not valid[0, premise]

@@ -225,7 +225,7 @@ def test_saliency_beats_random_on_the_planted_word_corpus(
                "smoothgrad": get_method("smoothgrad", stdevs=0.1)}
     with single_thread():
         result = EraserMetrics(progress=False)(net, dm.test_dataloader(), methods,
-                                               dm.text_modality())
+                                               TextModality(**dm.modality_kwargs()))
     assert result.num_samples == 48 and set(result.methods) == set(methods)
     for name in ("grad", "integrated_gradients", "smoothgrad"):
         assert result.comprehensiveness[name] > result.comprehensiveness["random"] + 0.05, name
@@ -250,8 +250,8 @@ def test_esnli_results_have_a_premise_and_a_hypothesis(tmp_path: Path) -> None:
     torch.manual_seed(0)
     net = BiLSTM(**dm.model_kwargs(), embedding_dim=8, hidden_size=8)
     with single_thread():
-        result = EraserMetrics(progress=False, limit_batches=1)(net, dm.test_dataloader(),
-                                                                ["grad"], dm.text_modality())
+        result = EraserMetrics(progress=False, limit_batches=1)(
+            net, dm.test_dataloader(), ["grad"], TextModality(**dm.modality_kwargs()))
     records = eraser_instances(result, dm.eraser_split("test"), "grad")
     assert len(records) == 24 and set(records[0]["classification_scores"]) == {
         "entailment", "neutral", "contradiction"}
@@ -265,5 +265,5 @@ def test_esnli_results_have_a_premise_and_a_hypothesis(tmp_path: Path) -> None:
     x, _, rationale = dm.splits["test"]
     scores = {"random": torch.rand(x.shape), "grad": torch.rand(x.shape)}
     path = plot_token_highlights(dm.decode(x[:2]), rationale[:2], scores, tmp_path / "hl.png",
-                                 features=dm.text_modality().valid_features(x[:2]))
+                                 features=TextModality(**dm.modality_kwargs()).valid_features(x[:2]))
     assert path.is_file() and path.stat().st_size > 0

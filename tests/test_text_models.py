@@ -152,7 +152,7 @@ def test_the_modality_path_reads_the_claim_it_never_ranks(tmp_path: Path) -> Non
     torch.manual_seed(0)
     net = BiLSTM(**dm.model_kwargs(), embedding_dim=8, hidden_size=8).eval()
     ids = dm.splits["test"][0]
-    text = dm.text_modality()
+    text = TextModality(**dm.modality_kwargs())
     via_modality = text.classify(net, text.embed(net, ids), text.valid_features(ids))
     assert torch.allclose(via_modality, net(ids), atol=1e-6)
 
@@ -162,7 +162,7 @@ def test_grad_ranks_the_planted_word_first(tmp_path_factory: pytest.TempPathFact
     x, y, _ = dm.splits["test"]
     has_word = torch.tensor([inst.planted is not None for inst in written["test"]])
     assert (net(x).argmax(1) == y)[has_word].float().mean() >= 0.9
-    text = dm.text_modality()
+    text = TextModality(**dm.modality_kwargs())
     _, scores = Explainer(ModalityForward(net, text), ["grad"])("grad", x, y)
     top = scores.masked_fill(~text.valid_features(x), -1.0).argmax(1)
     planted = torch.tensor([len(inst.query) + 1 + inst.planted[1] if inst.planted else -1
@@ -192,7 +192,7 @@ def test_sgt_trains_on_text_and_never_masks_padding_claim_or_separator(tmp_path:
     fill = RecordingFill()
     module = SaliencyGuidedModule(net, optimizer=partial(torch.optim.Adam, lr=1e-2),
                                   num_classes=2, k=0.5, fill=fill,
-                                  modality=dm.text_modality())
+                                  modality=TextModality(**dm.modality_kwargs()))
     trainer = pl.Trainer(accelerator="cpu", max_steps=6, limit_val_batches=1, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, num_sanity_val_steps=0)
@@ -204,7 +204,7 @@ def test_sgt_trains_on_text_and_never_masks_padding_claim_or_separator(tmp_path:
         assert selected.sum(1).tolist() == (valid.sum(1) // 2).tolist()  # int(0.5 · n)
     # the valid tokens are exactly the document tokens
     ids = dm.splits["train"][0]
-    valid = dm.text_modality().valid_features(ids)
+    valid = TextModality(**dm.modality_kwargs()).valid_features(ids)
     starts = torch.tensor([len(inst.query) + 1 for inst in written["train"]])
     lengths = torch.tensor([len(inst.docs[inst.docids[0]]) for inst in written["train"]])
     positions = torch.arange(ids.shape[1])

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from sgt.checkpoint_io import check_fits, read_checkpoint
 from sgt.data import InMemoryDataModule
+from sgt.features import get_modality
 from sgt.module import SaliencyGuidedModule
 
 SETTING_KEYS_OF_HYDRA = ("_target_", "_partial_", "_convert_", "_recursive_", "_args_")
@@ -32,7 +33,7 @@ def build(cfg: DictConfig) -> tuple[InMemoryDataModule, SaliencyGuidedModule]:
         optimizer=optimizer,
         scheduler=scheduler,
         num_classes=datamodule.num_classes,
-        modality=datamodule.modality,
+        modality=get_modality(datamodule.modality, **datamodule.modality_kwargs()),
         seed=cfg.seed,
     )
     return datamodule, module

@@ -15,7 +15,13 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from sgt.evaluation import AccuracyDrop, CascadingRandomization
+from sgt.evaluation import (
+    AccuracyDrop,
+    CascadingRandomization,
+    EraserMetrics,
+    Road,
+    TimeSeriesMetrics,
+)
 from sgt.module import SaliencyGuidedModule
 
 GROUP = "library"
@@ -43,6 +49,9 @@ LIBRARY_DEFAULTS: dict[str, Callable[[], dict[str, Any]]] = {
     "sgt": lambda: _plain(SaliencyGuidedModule.settings_defaults()),
     "accuracy_drop": lambda: signature_defaults(AccuracyDrop),
     "sanity": lambda: signature_defaults(CascadingRandomization),
+    "road": lambda: signature_defaults(Road),
+    "timeseries": lambda: signature_defaults(TimeSeriesMetrics),
+    "eraser": lambda: signature_defaults(EraserMetrics),
 }
 
 

@@ -36,6 +36,7 @@ from experiments.runs.files import (
     write_json_atomic,
 )
 from sgt.checks import check_int
+from sgt.data import InMemoryDataModule
 from sgt.errors import SettingError
 from sgt.evaluation import Evaluation, EvaluationResult
 from sgt.evaluation.base import check_methods
@@ -84,26 +85,51 @@ def check_eval(cfg_eval: DictConfig) -> None:
     call_library("eval.metric", lambda: make_evaluation(cfg_eval))
 
 
-def saliency_examples(module: SaliencyGuidedModule, x: torch.Tensor, y: torch.Tensor,
-                      methods: Mapping[str, Attribution], seed: int, output: str
-                      ) -> dict[str, Any]:
-    """Inputs, per-method ranking maps ``(n, N)`` and signed gradients ``(n, N)`` of a few
-    examples, on the CPU: what the example figures (and ``compare``) draw."""
-    forward = ModalityForward(module.net, module.modality, output)
+def saliency_examples(module: SaliencyGuidedModule, datamodule: InMemoryDataModule,
+                      batch: Sequence[torch.Tensor], methods: Mapping[str, Attribution],
+                      seed: int, output: str) -> dict[str, Any]:
+    """A few test examples (a batch's first rows), their per-method ranking maps ``(n, N)``
+    and signed gradients ``(n, N)``, on the CPU: what the example figures (and ``compare``)
+    draw. Text examples carry their token strings."""
+    x, y, *extras = batch
+    m = module.modality
+    forward = ModalityForward(module.net, m, output)
     explainer = Explainer(forward, methods, seed)
     maps = {name: explainer(name, x, y)[1].cpu() for name in explainer.methods}
-    z = module.modality.embed(module.net, x).detach()
+    z = m.embed(module.net, x).detach()
     grad = input_gradient(forward, z, y)  # forward already applies ``output``
+    valid = m.valid_features(x)
     # clone: a slice of a batch would otherwise save the whole batch's storage
-    return {"inputs": x.cpu().clone(), "labels": y.cpu().clone(), "maps": maps,
-            "gradients": feature_saliency(module.modality, grad).cpu()}
+    examples = {"modality": m.name, "inputs": x.cpu().clone(), "labels": y.cpu().clone(),
+                "extras": [e.cpu().clone() for e in extras], "maps": maps,
+                "features": None if valid is None else valid.cpu(),
+                "gradients": feature_saliency(m, grad).cpu()}
+    if hasattr(datamodule, "decode"):
+        examples["tokens"] = datamodule.decode(x.cpu(), skip_padding=False)
+    return examples
+
+
+def eraser_files(result: EvaluationResult, datamodule: InMemoryDataModule, directory: Path,
+                 stem: str) -> dict[str, Path]:
+    """ERASER's per-instance results, one ``<stem>_<method>.jsonl`` per method, which
+    ERASER's own scorer reads."""
+    from sgt.evaluation import write_eraser_results
+
+    split = datamodule.eraser_split("test")
+    return {f"jsonl_{method}": write_eraser_results(result, split, method,
+                                                    directory / f"{stem}_{method}.jsonl")
+            for method in result.methods}
+
+
+# Result kinds whose evaluation writes files that need the data (beyond json/csv/figures).
+RESULT_FILES = {"eraser": eraser_files}
 
 
 def write_results(directory: Path, stem: str, cfg_eval: DictConfig, result: EvaluationResult,
-                  examples: dict[str, Any] | None, label: str, info: dict[str, Any]
-                  ) -> dict[str, Path]:
+                  examples: dict[str, Any] | None, label: str, info: dict[str, Any],
+                  datamodule: InMemoryDataModule) -> dict[str, Path]:
     """All files of one evaluation under ``directory/<stem>*``; returns them by kind."""
-    from sgt.plots import plot_gradient_distributions, plot_saliency_examples, result_figures
+    from sgt.plots import plot_examples, plot_gradient_distributions, result_figures
 
     files = {"config": directory / f"{stem}.yaml", "json": directory / f"{stem}.json",
              "csv": directory / f"{stem}.csv"}
@@ -112,12 +138,13 @@ def write_results(directory: Path, stem: str, cfg_eval: DictConfig, result: Eval
     with files["csv"].open("w", newline="") as f:
         csv.writer(f).writerows([columns, *rows])
     files.update(result_figures({label: result}, directory / stem))
+    if result.kind in RESULT_FILES:
+        files.update(RESULT_FILES[result.kind](result, datamodule, directory, stem))
     if examples is not None:
         files["examples_pt"] = directory / f"{stem}_examples.pt"
         torch.save({**examples, "label": label}, files["examples_pt"])
-        files["examples"] = plot_saliency_examples(examples["inputs"], examples["maps"],
-                                                   directory / f"{stem}_examples.png",
-                                                   labels=examples["labels"])
+        files["examples"] = plot_examples(examples["modality"], examples, examples["maps"],
+                                          directory / f"{stem}_examples.png")
         files["gradients"] = plot_gradient_distributions({label: examples["gradients"]},
                                                          directory / f"{stem}_gradients.png")
     write_json_atomic(files["json"], {**result.to_dict(), **info, "label": label,
@@ -175,17 +202,17 @@ def evaluate_checkpoint(
 
     examples = None
     if cfg_eval.num_examples:
-        x, y, *_ = next(iter(loader))
         device = next(module.parameters()).device
-        n = cfg_eval.num_examples
-        examples = saliency_examples(module, x[:n].to(device), y[:n].to(device), methods,
+        batch = [t[: cfg_eval.num_examples].to(device) for t in next(iter(loader))]
+        examples = saliency_examples(module, datamodule, batch, methods,
                                      cfg_eval.metric.get("seed", 0), output)
     directory = run_dir / EVAL_DIR
     stem = claim_stem(directory, cfg_eval.name, SUFFIXES)
     info = {"checkpoint": str(ckpt), "run_dir": str(run_dir), "output": output,
             "created": datetime.now().isoformat(timespec="seconds"),
             "settings": OmegaConf.to_container(cfg_eval, resolve=True)}
-    files = write_results(directory, stem, cfg_eval, result, examples, run_label(run_cfg), info)
+    files = write_results(directory, stem, cfg_eval, result, examples, run_label(run_cfg), info,
+                          datamodule)
     figures = {k: p for k, p in files.items() if p.suffix == ".png"}
     log_results(loggers, cfg_eval.name, result, figures)
     return {**{f"eval/{cfg_eval.name}/{k}": v for k, v in result.summary().items()},

@@ -27,7 +27,7 @@ FEVER 512, e-SNLI 128 (one sentence each).
 
 **Features**: the document tokens only. Padding, ``[SEP]`` and the query (FEVER's claim) are
 never ranked or removed, as ERASER removes document tokens only; the DataModule's
-:meth:`EraserDataModule.text_modality` encodes this for :class:`sgt.features.TextModality`.
+:meth:`EraserDataModule.modality_kwargs` encodes this for :class:`sgt.features.TextModality`.
 
 **Human rationale**: per row a bool mask of the encoded positions covered by any evidence
 span of any evidence group (ERASER scores their union); spans cut by ``max_length`` are cut
@@ -58,7 +58,6 @@ from sgt.checks import check_choice, check_flag, check_int
 from sgt.data.cache import cached, fingerprint
 from sgt.data.in_memory import InMemoryDataModule, Split
 from sgt.errors import DatasetCorruptError, DatasetNotFoundError
-from sgt.features import TextModality
 
 PAD, UNK, SEP = "[PAD]", "[UNK]", "[SEP]"
 PAD_ID, UNK_ID, SEP_ID = 0, 1, 2
@@ -508,11 +507,6 @@ class EraserDataModule(InMemoryDataModule):
         """:class:`~sgt.features.TextModality` arguments: which ids are padding and
         separators, and whether the tokens before the first separator are the query."""
         return {"pad_id": PAD_ID, "sep_id": SEP_ID, "has_query": self.task.has_query}
-
-    def text_modality(self) -> TextModality:
-        """The modality SGT and the evaluations must use for this task (see
-        :meth:`modality_kwargs`)."""
-        return TextModality(**self.modality_kwargs())
 
     def model_kwargs(self) -> dict[str, Any]:
         """Adds ``vocab_size``, ``pad_id`` and the ``vocabulary`` (for pretrained vectors)."""

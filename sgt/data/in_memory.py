@@ -80,6 +80,11 @@ class InMemoryDataModule(pl.LightningDataModule):
         time series the number of input features."""
         return {"num_classes": self.num_classes}
 
+    def modality_kwargs(self) -> dict[str, Any]:
+        """Arguments of the data's :mod:`sgt.features` modality (text: which ids are padding,
+        separators and query), so training and evaluation agree on what a feature is."""
+        return {}
+
     def train_transform(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         """A stored training batch -> model input, on its device (as stored by default)."""
         return x

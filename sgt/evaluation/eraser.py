@@ -290,7 +290,7 @@ class EraserMetrics:
 
         ``model`` has ``embed``/``classify`` (:class:`sgt.models.TextClassifier`); it runs in
         eval mode on its own device and is left in the mode it was in. ``modality`` says
-        which tokens are document tokens (``EraserDataModule.text_modality()``).
+        which tokens are document tokens (``TextModality(**EraserDataModule.modality_kwargs())``).
         """
         check_methods(methods)
         explainer = Explainer(ModalityForward(model, modality or TextModality(), self.output),
