@@ -27,7 +27,7 @@ from sgt.checks import check_choice, check_flag
 from sgt.errors import NonFiniteError, SettingError
 from sgt.features import Modality, feature_saliency, get_modality
 from sgt.losses import SGTLoss, check_lam, sgt_objective
-from sgt.masking import Fill, check_fraction, get_fill, mask_features
+from sgt.masking import Fill, check_fraction, get_fill, mask_features, num_masked
 from sgt.saliency import Output, check_output, input_gradient, target_score
 
 SaliencyMode = Literal["eval", "train"]
@@ -179,6 +179,30 @@ class SaliencyGuidedModule(pl.LightningModule):
         if not isinstance(s["fill"], str):
             return s["fill"]
         return get_fill(s["fill"], s["fill_args"], "sgt.fill")
+
+    def check_masked_count(self, x: Tensor) -> None:
+        """Refuse a ``k`` that masks no feature of any input, or every feature of one:
+        ``int(k·N)`` must be between 1 and N − 1 (``x``: a batch of the training data; text
+        rows each have their own N), else the run would silently be plain training, or
+        train on pure noise."""
+        if self.k == 0:
+            return
+        m = self.modality
+        with torch.no_grad():
+            z = m.embed(self.net, x)
+        valid = m.valid_features(x)
+        counts = (torch.full((z.shape[0],), m.to_features(z).shape[1], device=z.device)
+                  if valid is None else valid.sum(1))
+        masked = num_masked(self.k, counts)
+        if bool((masked == 0).all()):
+            n = int(counts.max())
+            raise SettingError(f"sgt.k={self.k:g} masks no feature: int(k·N) = 0 for inputs "
+                               f"of up to N = {n} features; choose k >= {1 / n:.3g}, or "
+                               "sgt.k=0 for regular training")
+        if bool(((masked >= counts) & (counts > 0)).any()):
+            n = int(counts[(masked >= counts) & (counts > 0)][0])
+            raise SettingError(f"sgt.k={self.k!r} masks every feature of inputs with {n} "
+                               f"features (int(k·{n}) = {n}); choose k < {(n - 1) / n:.4g}")
 
     # -- the SGT step -------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
