@@ -15,54 +15,76 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks.progress import ProgressBar
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from experiments.runs.build import build, instantiate_list
-from experiments.runs.checks import refuse_overwrite, validate
-from experiments.runs.cli import call_library, report_user_errors
+from experiments.runs.checks import start_run, validate
+from experiments.runs.claim import release_run_dir
+from experiments.runs.cli import RunInterrupted, call_library, report_user_errors
 from experiments.runs.evaluation import evaluate_checkpoint
-from experiments.runs.files import METRICS, write_json_atomic
+from experiments.runs.files import METRICS, read_metrics, write_json_atomic
+from experiments.runs.resume import check_resume, finished_message, resolve_ckpt, resume_command
 from experiments.runs.summary import print_run_summary
 from sgt.checkpoint_io import check_fits, read_checkpoint
 from sgt.data import InMemoryDataModule
-from sgt.errors import SettingError
+from sgt.errors import SettingError, SGTError
 from sgt.module import SaliencyGuidedModule
 
 
 class EpochTimer(pl.Callback):
-    """Wall time of each training epoch (validation excluded), for metrics.json."""
+    """Wall time of each training epoch (validation excluded), for metrics.json; kept in
+    the checkpoint, so a resumed run reports every epoch's time. An epoch's training ends
+    where its validation starts: the time is taken there, before that validation's
+    checkpoint is saved."""
 
     def __init__(self) -> None:
         self.times: list[float] = []
+        self._start: float | None = None
 
     def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self._start = time.perf_counter()
 
+    def _stop(self) -> None:
+        if self._start is not None:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.times.append(time.perf_counter() - self._start)
+            self._start = None
+
+    def on_validation_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._stop()
+
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        self.times.append(time.perf_counter() - self._start)
+        self._stop()
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"times": list(self.times)}
 
-def resolve_ckpt(cfg: DictConfig, output_dir: Path) -> str | None:
-    """``last`` means this run dir's ``checkpoints/last.ckpt``."""
-    if cfg.get("ckpt_path") != "last":
-        return cfg.get("ckpt_path")
-    last = output_dir / "checkpoints" / "last.ckpt"
-    if not last.is_file():
-        raise SettingError(f"ckpt_path=last but {last} does not exist; pass "
-                           "hydra.run.dir=<the run dir to resume>")
-    return str(last)
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.times = list(state.get("times", []))
 
 
 def read_inputs(datamodule: InMemoryDataModule, module: SaliencyGuidedModule,
                 ckpt_path: str | None) -> None:
-    """Read the data and the checkpoint before any logger or callback writes a file, so
-    bad files fail the run with nothing written (Lightning reads both only inside ``fit``)."""
+    """Read the data and the checkpoint, and run the model once on the data, before any
+    logger or callback writes a file: bad files, a model that cannot take the data's inputs
+    or a ``k`` that masks nothing fail the run with nothing written."""
     datamodule.prepare_data()
     datamodule.setup("fit")
-    module.example_input_array = datamodule.example_input()
     if ckpt_path is not None:
         check_fits(read_checkpoint(ckpt_path), module, ckpt_path)
+    example = datamodule.example_input()
+    try:
+        with torch.no_grad():
+            module.eval()(example)
+    except RuntimeError as err:
+        reason = str(err).strip().splitlines()[0]
+        raise SettingError(
+            f"the model ({type(module.net).__name__}) cannot take {datamodule.name}'s inputs of "
+            f"shape {tuple(example.shape[1:])} ({reason}); choose a model for this data "
+            "(model=...)") from None
+    module.check_masked_count(next(iter(datamodule.train_dataloader()))[0])
+    module.example_input_array = example
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
@@ -70,16 +92,57 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
             isinstance(v, (int, float))}
 
 
+def fit(trainer: pl.Trainer, module: SaliencyGuidedModule, datamodule: InMemoryDataModule,
+        ckpt_path: str | None, run_dir: Path) -> None:
+    """``trainer.fit``; a SIGTERM (Slurm, ``timeout``, ``docker stop``) ends the run with
+    exit code 143 and the command that resumes it, instead of Lightning's silent exit 0."""
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SIGTERMException:
+        raise RunInterrupted(
+            f"the run was stopped by SIGTERM in epoch {trainer.current_epoch} (step "
+            f"{trainer.global_step}); checkpoints/last.ckpt holds the last complete epoch: "
+            f"resume with {resume_command(run_dir)}") from None
+    if trainer.global_step == 0:
+        raise SettingError("the run took no training step (trainer.limit_train_batches or "
+                           "the data left none), so there is nothing to test; give "
+                           "trainer.limit_train_batches > 0")
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job; returns what it writes to ``metrics.json``."""
     validate(cfg)
-    output_dir = Path(cfg.paths.output_dir)
-    ckpt_path = resolve_ckpt(cfg, output_dir)
-    refuse_overwrite(output_dir, resuming=ckpt_path is not None)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    run_dir = Path(cfg.paths.output_dir)
+    done = start_run(cfg, run_dir)  # claims the run dir (the CLI's callback already did)
+    if done is not None:
+        print(finished_message(run_dir, done))
+        return done
+    try:
+        ckpt_path = resolve_ckpt(cfg, run_dir)
+        changes = check_resume(cfg, run_dir) if ckpt_path else {}
+        earlier = read_metrics(run_dir)  # a finished run trained longer keeps them
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        datamodule, module = build(cfg)
+        read_inputs(datamodule, module, ckpt_path)
+        metrics, writes = fit_test_evaluate(cfg, datamodule, module, ckpt_path, run_dir)
+    except SGTError:
+        release_run_dir(run_dir)
+        raise
+    if changes:
+        metrics["resumed_with_changes"] = {k: {"run": old, "now": new}
+                                           for k, (old, new) in changes.items()}
+    metrics = {**earlier, **metrics}
+    if writes:
+        write_json_atomic(run_dir / METRICS, metrics)
+    release_run_dir(run_dir)
+    return metrics
 
-    datamodule, module = build(cfg)
-    read_inputs(datamodule, module, ckpt_path)
+
+def fit_test_evaluate(cfg: DictConfig, datamodule: InMemoryDataModule,
+                      module: SaliencyGuidedModule, ckpt_path: str | None, run_dir: Path
+                      ) -> tuple[dict[str, Any], bool]:
+    """Fit, test the best checkpoint, evaluate it (``eval=…``): the run's metrics, and
+    whether this process writes them (rank 0)."""
     timer = EpochTimer()
     callbacks = [*instantiate_list(cfg.get("callbacks")), timer]
     if OmegaConf.select(cfg, "trainer.enable_progress_bar") is False:
@@ -90,7 +153,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    fit(trainer, module, datamodule, ckpt_path, run_dir)
+    epoch_times = list(timer.times)  # testing the best checkpoint restores its callbacks
     metrics: dict[str, Any] = _scalars(trainer.callback_metrics)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if cfg.get("test"):
@@ -98,18 +162,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                               verbose=False)
         metrics.update(_scalars(tested[0]) if tested else {})
     if cfg.get("eval") and trainer.is_global_zero:  # the evaluation suite on the best checkpoint
-        ckpt = best or str(output_dir / "checkpoints" / "last.ckpt")
+        ckpt = best or str(run_dir / "checkpoints" / "last.ckpt")
         metrics.update(evaluate_checkpoint(cfg.eval, ckpt, run_cfg=cfg, loggers=loggers))
+    stopping = trainer.early_stopping_callback
     metrics.update(
         best_ckpt_path=best,
         epochs=trainer.current_epoch,
-        epoch_time_s=timer.times,
+        stopped_early=bool(stopping is not None and stopping.stopped_epoch > 0),
+        epoch_time_s=epoch_times,
         skipped_batches=module.skipped_batches,
         seed=cfg.seed,
     )
-    if trainer.is_global_zero:
-        write_json_atomic(output_dir / METRICS, metrics)
-    return metrics
+    return metrics, trainer.is_global_zero
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train.yaml")

@@ -20,7 +20,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
-from sgt.errors import CheckpointError
+from sgt.errors import CheckpointError, StorageError
 
 NET_KEY = "sgt_net"  # checkpoint entry naming the network class it holds weights for
 
@@ -103,18 +103,23 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = temporary_path(path)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 torch.save(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
-        except BaseException:
+            _fsync_dir(path.parent)  # make the rename itself durable
+        except BaseException as err:
             tmp.unlink(missing_ok=True)
+            if write_failure(err):
+                raise StorageError(
+                    f"cannot write checkpoint {path} ({reason_of(err)}); the checkpoints "
+                    "written before it are intact: free space (or make the folder writable) "
+                    "and resume the run with ckpt_path=last") from None
             raise
-        _fsync_dir(path.parent)  # make the rename itself durable
 
     def load_checkpoint(self, path: str | Path,
                         map_location: Callable | Any = lambda storage, loc: storage,
@@ -122,6 +127,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if not Path(path).is_file():
             raise FileNotFoundError(f"Checkpoint file not found: {path}")
         return read_checkpoint(path, map_location, weights_only)
+
+
+def write_failure(err: BaseException) -> bool:
+    """Whether ``err`` means the disk refused a write: an ``OSError``, or the error
+    ``torch.save``'s C++ writer raises for one."""
+    return isinstance(err, OSError) or (isinstance(err, RuntimeError)
+                                        and "write" in str(err).lower())
+
+
+def reason_of(err: BaseException) -> str:
+    return err.strerror if isinstance(err, OSError) and err.strerror else str(err).strip(
+        ).splitlines()[0]
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -40,7 +40,7 @@ def write_pickle_batches(root: Path, per_batch: int = 60, test: int = 100) -> di
 
 def test_torchvision_layout_is_read_as_chw_images_in_order(tmp_path):
     batches = write_pickle_batches(tmp_path)
-    dm = CIFAR10DataModule(data_dir=tmp_path, download=False, val_size=30)
+    dm = CIFAR10DataModule(data_dir=tmp_path, download=False, val_size=30, batch_size=64)
     assert dm.resolve_source() == "torchvision"
     x, y = dm.load_split(train=True)
     assert x.shape == (300, 3, 32, 32) and x.dtype == torch.uint8

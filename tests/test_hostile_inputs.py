@@ -143,10 +143,12 @@ def cifar_batch(content: bytes) -> Builder:
 
 
 def resume_from(damage: Callable[[Path], None]) -> Builder:
-    """This test's run dir: a copy of a finished run, its ``last.ckpt`` damaged."""
+    """This test's run dir: a copy of a run killed before it ended (no metrics.json), its
+    ``last.ckpt`` damaged."""
 
     def build(tmp: Path, trained: Path) -> list[str]:
         shutil.copytree(trained, tmp / "run")
+        (tmp / "run" / "metrics.json").unlink()
         damage(tmp / "run" / "checkpoints" / "last.ckpt")
         return ["ckpt_path=last"]
 

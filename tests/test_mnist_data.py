@@ -64,7 +64,7 @@ def test_small_generated_files_in_the_real_layout(tmp_path: Path):
         images = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8)
         write(f"{split}-images-idx3-ubyte.gz", 2051, (n, 28, 28), images.numpy().tobytes())
         write(f"{split}-labels-idx1-ubyte.gz", 2049, (n,), bytes(i % 10 for i in range(n)))
-    dm = MNISTDataModule(tmp_path, val_size=5, download=False)
+    dm = MNISTDataModule(tmp_path, batch_size=8, val_size=5, download=False)
     dm.setup()
     assert {k: len(v[1]) for k, v in dm.splits.items()} == {"train": 25, "val": 5, "test": 10}
     assert dm.splits["test"][1].tolist() == [i % 10 for i in range(10)]

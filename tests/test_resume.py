@@ -119,3 +119,40 @@ def test_best_validation_accuracy_survives_a_checkpoint() -> None:
     restored.load_state_dict(saved.state_dict())
     restored.val_acc_best(torch.tensor(0.5))  # a worse epoch after the resume
     assert float(restored.val_acc_best.compute()) == 0.75
+
+
+class PauseUntilSigterm(pl.Callback):
+    """Creates ``flag`` at ``batch`` of ``epoch`` and waits there until SIGTERM arrives."""
+
+    def __init__(self, epoch: int, batch: int, flag: str) -> None:
+        self.at, self.flag = (epoch, batch), Path(flag)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule,
+                             batch: object, batch_idx: int) -> None:
+        if (trainer.current_epoch, batch_idx) == self.at:
+            self.flag.touch()
+            while not trainer.received_sigterm:
+                time.sleep(0.05)
+
+
+@needs_mnist
+def test_sigterm_exits_non_zero_and_says_how_to_resume(tmp_path: Path) -> None:
+    """What Slurm, `timeout` and `docker stop` send: the run must not report success."""
+    run, flag, log = tmp_path / "run", tmp_path / "paused", tmp_path / "term.log"
+    proc = start_cli(log, f"hydra.run.dir={run}", "trainer.enable_progress_bar=false",
+                     "+callbacks.pause._target_=tests.test_resume.PauseUntilSigterm",
+                     "+callbacks.pause.epoch=1", "+callbacks.pause.batch=2",
+                     f"+callbacks.pause.flag={flag}")
+    try:
+        wait_for(flag, proc, log)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=300) == 128 + signal.SIGTERM
+    finally:
+        proc.kill()
+    errors = [line for line in log.read_text().splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "stopped by SIGTERM in epoch 1" in errors[0], log.read_text()
+    assert f"ckpt_path=last hydra.run.dir={run}" in errors[0]
+    assert "Traceback" not in log.read_text()
+    assert not (run / "metrics.json").exists()
+    last = read_checkpoint(run / "checkpoints" / "last.ckpt")  # as after SIGKILL: epoch 0
+    assert (last["epoch"], last["global_step"]) == (0, 4)

@@ -9,18 +9,21 @@ the run or sweep directory, expanding a multirun's sweep so every job is checked
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
 import torch
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from experiments.runs.build import sgt_settings
+from experiments.runs.claim import claim_run_dir, release_run_dir
 from experiments.runs.cli import call_library, fail
 from experiments.runs.evaluation import check_eval
 from experiments.runs.files import METRICS
+from experiments.runs.resume import check_resume, finished, finished_message, resolve_ckpt
 from sgt.checks import check_int
 from sgt.errors import SettingError, SGTError
 from sgt.module import SaliencyGuidedModule
@@ -39,6 +42,12 @@ def check_trainer(cfg: DictConfig) -> None:
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise SettingError(f"trainer.accelerator={accelerator} but this machine has no CUDA "
                            "GPU; use trainer=cpu (or trainer.accelerator=auto)")
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        limit = OmegaConf.select(cfg, f"trainer.{key}")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float))
+                                  or limit <= 0 or (isinstance(limit, float) and limit > 1)):
+            raise SettingError(f"trainer.{key} must be a count of batches >= 1, a fraction of "
+                               f"the epoch in (0, 1], or null (all), got {limit!r}")
     max_epochs = OmegaConf.select(cfg, "trainer.max_epochs")
     if max_epochs is not None and max_epochs != -1:
         try:
@@ -98,16 +107,48 @@ def _sweep_jobs(config: DictConfig) -> list[list[str]]:
     return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
 
 
+def record_resolved_paths(config: DictConfig) -> None:
+    """Store the data and cache folders as absolute paths, so the saved config finds them
+    again whatever the environment (``SGT_DATA_DIR``) or working folder of a later job."""
+    with read_write(config), open_dict(config):
+        for key in ("data_dir", "cache_dir"):
+            value = OmegaConf.select(config, f"paths.{key}")
+            if value is not None:
+                config.paths[key] = str(Path(value).expanduser().absolute())
+
+
+def start_run(config: DictConfig, run_dir: Path) -> dict[str, Any] | None:
+    """Claim ``run_dir`` for this start, then refuse what would overwrite or mix results:
+    a new run into a folder with results, a resume with other settings. Returns the metrics
+    of a finished run that this start would not train further (``None`` otherwise)."""
+    claim_run_dir(run_dir)
+    try:
+        resuming = config.get("ckpt_path") is not None
+        refuse_overwrite(run_dir, resuming)
+        if not resuming:
+            return None
+        resolve_ckpt(config, run_dir)
+        check_resume(config, run_dir)
+        return finished(config, run_dir)
+    except SGTError:
+        release_run_dir(run_dir)  # and removed when this start created it
+        raise
+
+
 class ValidateConfig(Callback):
-    """Hydra callback: validate before the run/sweep dir exists."""
+    """Hydra callback: validate and claim the run dir before Hydra writes into it."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         run_dir = Path(config.hydra.run.dir)
         try:
             validate(config)
-            refuse_overwrite(run_dir, config.get("ckpt_path") is not None)
+            done = start_run(config, run_dir)
         except SGTError as err:
             fail(str(err))
+        if done is not None:  # a requeued job of a finished run: keep everything, say so
+            print(finished_message(run_dir, done))
+            sys.exit(0)
+        record_resolved_paths(config)
         # A resume keeps the first start's .hydra/ files as they are (a DDP child process
         # started by Lightning already has a subdir of its own).
         if results_in(run_dir) and config.hydra.output_subdir == ".hydra":
@@ -127,3 +168,7 @@ class ValidateConfig(Callback):
                 validate(compose(config.hydra.job.config_name, overrides=overrides))
         except SGTError as err:
             fail(str(err))
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Each job of a sweep records absolute data paths too."""
+        record_resolved_paths(config)

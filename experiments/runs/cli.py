@@ -16,17 +16,24 @@ from hydra.errors import InstantiationException
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.runs.claim import LOCK, release_run_dir
 from sgt.errors import SettingError, SGTError
 
 F = TypeVar("F", bound=Callable[..., Any])
 USER_ERROR = 2  # exit code of every sgt CLI for a user error (Hydra's own errors exit 1)
 
 
-def fail(message: str) -> NoReturn:
+class RunInterrupted(SGTError):
+    """A run stopped by a signal (SIGTERM from Slurm, ``timeout``, ``docker stop``)."""
+
+    exit_code = 128 + 15  # the shell's code for a process ended by SIGTERM
+
+
+def fail(message: str, exit_code: int = USER_ERROR) -> NoReturn:
     """Print one line to stderr and exit 2: what CLIs do with a user error (a message
     quoting another library's many-line error is folded onto that line)."""
     print("error: " + " ".join(message.split()), file=sys.stderr)
-    sys.exit(USER_ERROR)
+    sys.exit(exit_code)
 
 
 def user_error(err: BaseException) -> SGTError | None:
@@ -60,7 +67,7 @@ def call_library(what: str, build: Callable[[], Any]) -> Any:
 
 
 def _only_hydra_files(run_dir: Path) -> bool:
-    return run_dir.is_dir() and all(p.name == ".hydra" or p.suffix == ".log"
+    return run_dir.is_dir() and all(p.name in (".hydra", LOCK) or p.suffix == ".log"
                                     for p in run_dir.iterdir())
 
 
@@ -68,7 +75,7 @@ def undo_start(run_dir: Path) -> None:
     """Remove what Hydra wrote for a start that failed: the run dir when it holds nothing
     else, or a resumed start's own ``.hydra/resume_<n>`` (the earlier results stay)."""
     if _only_hydra_files(run_dir):
-        shutil.rmtree(run_dir, ignore_errors=True)
+        release_run_dir(run_dir, remove=True)
     elif HydraConfig.initialized() and HydraConfig.get().output_subdir not in (None, ".hydra"):
         subdir = run_dir / HydraConfig.get().output_subdir
         shutil.rmtree(subdir, ignore_errors=True)
@@ -94,8 +101,8 @@ def report_user_errors(task: F) -> F:
             if problem is None:
                 raise
             run_dir = output_dir_of(cfg)
-            if run_dir is not None:
+            if run_dir is not None and not isinstance(problem, RunInterrupted):
                 undo_start(run_dir)
-            fail(str(problem))
+            fail(str(problem), getattr(problem, "exit_code", USER_ERROR))
 
     return run  # type: ignore[return-value]

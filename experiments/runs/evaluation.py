@@ -15,6 +15,7 @@ import copy
 import csv
 import re
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -37,7 +38,7 @@ from experiments.runs.files import (
 )
 from sgt.checks import check_int
 from sgt.data import InMemoryDataModule
-from sgt.errors import SettingError
+from sgt.errors import DatasetNotFoundError, SettingError
 from sgt.evaluation import Evaluation, EvaluationResult
 from sgt.evaluation.base import check_methods
 from sgt.features import feature_saliency
@@ -83,6 +84,28 @@ def check_eval(cfg_eval: DictConfig) -> None:
     check_methods(cfg_eval.get("methods") or [])
     call_library("eval.methods", lambda: make_methods(cfg_eval))
     call_library("eval.metric", lambda: make_evaluation(cfg_eval))
+
+
+def usable_methods(module: SaliencyGuidedModule, methods: Mapping[str, Attribution],
+                   batch: Sequence[torch.Tensor], output: str
+                   ) -> tuple[dict[str, Attribution], dict[str, str]]:
+    """The methods that can explain this model, tried on two test inputs first; one that
+    fails (captum's DeepLift on a network that reuses an activation module, say) is left out
+    with a warning and its reason, so the others' results are kept."""
+    explainer = Explainer(ModalityForward(module.net, module.modality, output), methods)
+    x, y = (t[:2].to(explainer.device) for t in batch[:2])
+    usable, skipped = {}, {}
+    for name, method in methods.items():
+        try:
+            explainer(name, x, y)
+            usable[name] = method
+        except Exception as err:  # captum raises assertion, runtime and type errors
+            skipped[name] = f"{type(err).__name__}: {str(err).strip().splitlines()[0]}"
+            warnings.warn(f"attribution method {name} cannot explain this model, left out: "
+                          f"{skipped[name]}", stacklevel=2)
+    if not usable:
+        raise SettingError(f"none of the attribution methods can explain this model: {skipped}")
+    return usable, skipped
 
 
 def saliency_examples(module: SaliencyGuidedModule, datamodule: InMemoryDataModule,
@@ -195,9 +218,13 @@ def evaluate_checkpoint(
     output = (OmegaConf.select(cfg_eval, "metric.output")
               or OmegaConf.select(run_cfg, "sgt.saliency_output", default="logit"))
     datamodule, module = load_module(run_cfg, ckpt, device)
-    datamodule.setup("test")
+    try:
+        datamodule.setup("test")
+    except DatasetNotFoundError as err:  # the run's data moved: this script sets data_dir
+        raise err.with_fix("pass data_dir=<a folder holding {holding}>") from None
     loader = datamodule.test_dataloader()
-    methods = make_methods(cfg_eval)
+    methods, skipped = usable_methods(module, make_methods(cfg_eval), next(iter(loader)),
+                                      output)
     result = make_evaluation(cfg_eval, output)(module.net, loader, methods, module.modality)
 
     examples = None
@@ -209,6 +236,7 @@ def evaluate_checkpoint(
     directory = run_dir / EVAL_DIR
     stem = claim_stem(directory, cfg_eval.name, SUFFIXES)
     info = {"checkpoint": str(ckpt), "run_dir": str(run_dir), "output": output,
+            "skipped_methods": skipped,
             "created": datetime.now().isoformat(timespec="seconds"),
             "settings": OmegaConf.to_container(cfg_eval, resolve=True)}
     files = write_results(directory, stem, cfg_eval, result, examples, run_label(run_cfg), info,

@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from sgt.errors import SettingError
+from sgt.errors import SettingError, StorageError
 
 EVAL_DIR = "eval"  # <run dir>/eval/<name>.*: every evaluation of the run
 METRICS = "metrics.json"
@@ -28,8 +28,11 @@ def _umask() -> int:
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write through a temporary file, fsync and rename, so a kill never leaves half a file;
     the file gets the mode any new file gets (the umask), not the temporary file's 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise StorageError(f"cannot write {path} ({err.strerror})") from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w") as f:
@@ -37,8 +40,11 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise StorageError(f"cannot write {path} ({err.strerror}); any earlier version of "
+                               "it is intact: free space and run again") from None
         raise
 
 

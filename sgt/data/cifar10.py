@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from sgt.data.cache import cached_split, fingerprint
+from sgt.data.download import download_into
 from sgt.data.images import read_rgb_stack
 from sgt.data.in_memory import ImageDataModule, Split
 from sgt.data.transforms import random_crop_flip
@@ -158,7 +159,9 @@ class CIFAR10DataModule(ImageDataModule):
             try:
                 from torchvision.datasets import CIFAR10
 
-                CIFAR10(root=str(self.data_dir), train=True, download=True)
+                download_into(self.data_dir,
+                              lambda tmp: CIFAR10(root=str(tmp), train=True, download=True),
+                              [PICKLE_DIR])
             except Exception as err:  # network or permission failure: report below
                 reason = f" (download failed: {type(err).__name__}: {err})"
             else:
@@ -167,10 +170,9 @@ class CIFAR10DataModule(ImageDataModule):
             reason = "" if "torchvision" not in candidates else " (download disabled)"
         looked = "; ".join(f"{s} layout: no {self._missing(s)}" for s in candidates)
         raise DatasetNotFoundError(
-            f"CIFAR-10 not found under {self.data_dir} ({looked}){reason}. Set SGT_DATA_DIR "
-            f"(or paths.data_dir=...) to a folder holding {PICKLE_DIR}/ or {SHEET_DIR}/ + "
-            f"{TEST_PNG_DIR}/, or allow dataset.download=true with a network"
-        )
+            f"CIFAR-10 not found under {self.data_dir} ({looked}){reason}",
+            holding=f"{PICKLE_DIR}/ or {SHEET_DIR}/ + {TEST_PNG_DIR}/ (with a network, "
+                    "dataset.source=torchvision downloads the first)")
 
     def prepare_data(self) -> None:
         self.resolve_source()

@@ -199,7 +199,7 @@ def read_documents(root: Path, needed: dict[str, str]) -> dict[str, list[str]]:
             path = folder / docid
             if not path.is_file():
                 raise DatasetNotFoundError(f"document {docid!r} (needed by {where}) is not in "
-                                           f"{folder}; restore the file {docid}")
+                                           f"{folder}", fix=f"restore the file {docid}")
             docs[docid] = _tokens_of_file(path)
         return docs
     path = root / "docs.jsonl"
@@ -214,7 +214,7 @@ def read_documents(root: Path, needed: dict[str, str]) -> dict[str, list[str]]:
     for docid, where in needed.items():
         if docid not in found:
             raise DatasetNotFoundError(f"document {docid!r} (needed by {where}) is not in "
-                                       f"{path}; restore that document")
+                                       f"{path}", fix="restore that document")
     return found
 
 
@@ -428,25 +428,23 @@ class EraserDataModule(InMemoryDataModule):
     # -- files -------------------------------------------------------------------------
     def _source_files(self) -> list[Path]:
         """Every file the corpus is read from (the cache key); missing ones are reported."""
-        fix = (f"Set SGT_DATA_DIR (or paths.data_dir=...) to the folder holding "
-               f"{self.folder}/ (ERASER's {self.task.name} release: "
-               f"train/val/test.jsonl and docs/ or docs.jsonl, from {DOWNLOAD}), or set "
-               "dataset.folder")
+        holding = (f"{self.folder}/ (ERASER's {self.task.name} release: train/val/test.jsonl "
+                   f"and docs/ or docs.jsonl, from {DOWNLOAD}; or set dataset.folder)")
         if not self.root.is_dir():
             raise DatasetNotFoundError(f"ERASER {self.task.name} not found: no folder "
-                                       f"{self.root}. {fix}")
+                                       f"{self.root}", holding=holding)
         files = [self.root / f"{s}.jsonl" for s in SPLITS]
         for path in files:
             if not path.is_file():
-                raise DatasetNotFoundError(f"ERASER {self.task.name} is incomplete: no {path}. "
-                                           f"{fix}")
+                raise DatasetNotFoundError(f"ERASER {self.task.name} is incomplete: no {path}",
+                                           holding=holding)
         docs = self.root / "docs"
         if docs.is_dir():
             return files + sorted(docs.iterdir())
         if (self.root / "docs.jsonl").is_file():
             return [*files, self.root / "docs.jsonl"]
         raise DatasetNotFoundError(f"ERASER {self.task.name} is incomplete: neither {docs}/ nor "
-                                   f"{self.root / 'docs.jsonl'} exists. {fix}")
+                                   f"{self.root / 'docs.jsonl'} exists", holding=holding)
 
     def prepare_data(self) -> None:
         self._source_files()

@@ -1,11 +1,13 @@
 """Images sorted into class folders, e.g. BIRD: ``<data_dir>/<folder>/{train,valid,test}/<class>/``.
 
-The layout is torchvision's ``ImageFolder`` (its ``find_classes``/``make_dataset`` scan it),
-with the official validation split kept instead of carving one from train. Every image is
-decoded once into a uint8 cache file and held in memory like the smaller datasets: BIRD's
-~35 000 224×224 images are ~5 GB of uint8, which fits in host and GPU memory, and then
-batches cost one index instead of JPEG decoding every epoch. As the original BIRD code
-(``ToTensor`` only), pixels are scaled to [0, 1] without normalisation or augmentation.
+The layout is torchvision's ``ImageFolder``, with the official validation split kept
+instead of carving one from train. Hidden entries (``.DS_Store``, ``.ipynb_checkpoints``)
+are skipped; any other file in a class folder must be an image, and links are followed.
+Every image is decoded once into a uint8 cache file and held in memory like the smaller
+datasets: BIRD's ~35 000 224×224 images are ~5 GB of uint8, which fits in host and GPU
+memory, and then batches cost one index instead of JPEG decoding every epoch. As the
+original BIRD code (``ToTensor`` only), pixels are scaled to [0, 1] without normalisation or
+augmentation.
 """
 
 from __future__ import annotations
@@ -14,12 +16,40 @@ from functools import cached_property
 from pathlib import Path
 
 import torch
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from sgt.data.cache import cached_split, fingerprint
 from sgt.data.images import read_rgb_stack
 from sgt.data.in_memory import ImageDataModule, Split
 from sgt.errors import DatasetCorruptError, DatasetNotFoundError
+
+
+def _visible(name: str) -> bool:
+    return not name.startswith(".")
+
+
+def class_folders(split: Path) -> list[str]:
+    """The class sub-folders of a split folder (links followed, hidden ones skipped)."""
+    return sorted(p.name for p in split.iterdir() if _visible(p.name) and p.is_dir())
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Every image file under a class folder, sorted; hidden entries are skipped, a broken
+    link or a file that is not an image is refused by name."""
+    files = []
+    for path in sorted(folder.rglob("*")):
+        if not all(_visible(part) for part in path.relative_to(folder).parts):
+            continue
+        if path.is_symlink() and not path.exists():
+            raise DatasetCorruptError(f"{path} is a broken link; fix or remove it")
+        if path.is_dir():
+            continue
+        if path.suffix.lower() not in IMG_EXTENSIONS:
+            raise DatasetCorruptError(
+                f"{path} is not an image ({', '.join(IMG_EXTENSIONS)}); move it out of the "
+                "class folder (hidden files, starting with '.', are skipped)")
+        files.append(path)
+    return files
 
 
 class ImageFolderDataModule(ImageDataModule):
@@ -54,16 +84,16 @@ class ImageFolderDataModule(ImageDataModule):
         train = self.root / self.split_dirs["train"]
         if not train.is_dir():
             raise DatasetNotFoundError(
-                f"image folder not found: no {train}. Set SGT_DATA_DIR (or paths.data_dir=...) "
-                f"to the folder holding {self.root.name}/, whose split folders "
-                f"{[d for d in self.split_dirs.values() if d]} hold one folder per class, "
-                "or set dataset.folder"
-            )
-        try:
-            return find_classes(str(train))[0]
-        except FileNotFoundError as err:
-            raise DatasetCorruptError(f"{err} Put each class's images in its own "
-                                      "sub-folder") from None
+                f"image folder not found: no {train}",
+                holding=f"{self.root.name}/ (or set dataset.folder), whose split folders "
+                        f"{[d for d in self.split_dirs.values() if d]} hold one folder per "
+                        "class")
+        classes = class_folders(train)
+        if len(classes) < 2:
+            raise DatasetCorruptError(
+                f"{train} holds {len(classes)} class folder(s) {classes}; a classifier needs "
+                "at least two: put each class's images in its own sub-folder")
+        return classes
 
     @property
     def num_classes(self) -> int:  # type: ignore[override]
@@ -74,11 +104,8 @@ class ImageFolderDataModule(ImageDataModule):
         folder = self.root / str(self.split_dirs[split])
         if not folder.is_dir():
             raise DatasetNotFoundError(f"{folder} does not exist: the {split} split of "
-                                       f"{self.root} is missing")
-        try:
-            found = find_classes(str(folder))[0]
-        except FileNotFoundError:  # no class folders at all
-            found = []
+                                       f"{self.root} is missing", fix="add that split folder")
+        found = class_folders(folder)
         if found != self.classes:
             extra, lacking = sorted(set(found) - set(self.classes)), sorted(
                 set(self.classes) - set(found))
@@ -86,13 +113,12 @@ class ImageFolderDataModule(ImageDataModule):
                 f"class folders of {folder} differ from the training split's: extra {extra}, "
                 f"missing {lacking}; every split needs the same class folders"
             )
-        try:
-            samples = make_dataset(str(folder), {c: i for i, c in enumerate(self.classes)},
-                                   extensions=IMG_EXTENSIONS)
-        except FileNotFoundError as err:
-            raise DatasetCorruptError(f"{folder}: {err}") from None
+        samples = [(path, label) for label, name in enumerate(self.classes)
+                   for path in image_files(folder / name)]
+        if not samples:
+            raise DatasetCorruptError(f"{folder} holds no images ({', '.join(IMG_EXTENSIONS)})")
         paths, labels = zip(*samples, strict=True)
-        return [Path(p) for p in paths], torch.tensor(labels)
+        return list(paths), torch.tensor(labels)
 
     def _load(self, split: str) -> Split:
         paths, labels = self._files(split)

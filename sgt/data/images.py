@@ -20,11 +20,28 @@ from torch import Tensor
 
 from sgt.errors import DatasetCorruptError
 
+# Pillow modes whose conversion to 8-bit RGB keeps every pixel value exactly.
+EXACT_MODES = {"1", "L", "P", "RGB", "LA", "PA", "RGBA"}
+
 
 def read_rgb(path: Path) -> np.ndarray:
-    """One image file -> ``(H, W, 3)`` uint8 RGB (grey, palette and CMYK are converted)."""
+    """One image file -> ``(H, W, 3)`` uint8 RGB, exactly: 1-bit, grey and palette images
+    are expanded, an opaque alpha channel dropped; anything that cannot be read as 8-bit RGB
+    without changing pixel values (16-bit, float, CMYK, real transparency) is refused."""
     try:
         with Image.open(path) as image:
+            image.load()
+            mode = image.mode
+            if mode not in EXACT_MODES:
+                raise DatasetCorruptError(
+                    f"image {path} is in Pillow mode {mode} (e.g. 16-bit or CMYK), which "
+                    "8-bit RGB cannot hold exactly; convert it to 8-bit RGB or greyscale")
+            if mode in ("LA", "PA", "RGBA") or "transparency" in image.info:
+                alpha = np.array(image.convert("RGBA"))[..., 3]
+                if (alpha < 255).any():
+                    raise DatasetCorruptError(
+                        f"image {path} is transparent in places; flatten it onto a background "
+                        "(sgt reads RGB)")
             return np.array(image.convert("RGB"))  # a writable copy for torch
     except (OSError, SyntaxError, ValueError, zlib.error) as err:
         raise DatasetCorruptError(

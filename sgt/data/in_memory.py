@@ -117,6 +117,10 @@ class InMemoryDataModule(pl.LightningDataModule):
         if any(len(e) != len(y) for e in extras):
             raise DatasetCorruptError(f"{self.name} {what} set: every per-sample tensor needs "
                                       f"{len(y)} rows")
+        if what == "training" and len(y.unique()) < 2:
+            raise DatasetCorruptError(f"{self.name} training set under {self.data_dir} holds "
+                                      f"one class only (label {int(y[0])}); a classifier "
+                                      "needs examples of at least two classes")
         return (x, y.long(), *extras)
 
     def setup(self, stage: str | None = None) -> None:
@@ -143,6 +147,14 @@ class InMemoryDataModule(pl.LightningDataModule):
             perm = torch.randperm(n, generator=g)
             val_idx, train_idx = perm[: self.val_size], perm[self.val_size :]
             train, val = (tuple(t[train_idx] for t in train), tuple(t[val_idx] for t in train))
+        if len(val[1]) == 0:
+            raise SGTError(f"{self.name} has no validation data (dataset.val_size=0 and no "
+                           "validation split): models are selected on validation, never on "
+                           "the test set; set dataset.val_size > 0")
+        if self.batch_size > len(train[1]):
+            raise SGTError(f"dataset.batch_size={self.batch_size} is larger than the "
+                           f"{len(train[1])} training samples; set dataset.batch_size <= "
+                           f"{len(train[1])}")
         return {
             "train": train,
             "val": val,
@@ -178,7 +190,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         return self._loader("train", train=True)
 
     def val_dataloader(self) -> TensorLoader:
-        return self._loader("val" if len(self.splits["val"][1]) else "test", train=False)
+        return self._loader("val", train=False)
 
     def test_dataloader(self) -> TensorLoader:
         return self._loader("test", train=False)

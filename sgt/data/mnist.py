@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sgt.data.download import download_into
 from sgt.data.in_memory import ImageDataModule, Split
 from sgt.errors import DatasetCorruptError, DatasetNotFoundError
 
@@ -74,8 +75,12 @@ class MNISTDataModule(ImageDataModule):
             try:
                 from torchvision.datasets import MNIST
 
-                MNIST(root=str(self.data_dir), train=True, download=True)
-                MNIST(root=str(self.data_dir), train=False, download=True)
+                def fetch(tmp: Path) -> None:
+                    MNIST(root=str(tmp), train=True, download=True)
+                    MNIST(root=str(tmp), train=False, download=True)
+
+                download_into(self.data_dir, fetch, [f"MNIST/raw/{f}" for pair in
+                                                     FILES.values() for f in pair])
             except Exception as err:  # network or permission failure: report below
                 reason = f" (download failed: {type(err).__name__}: {err})"
             else:
@@ -83,9 +88,8 @@ class MNISTDataModule(ImageDataModule):
         else:
             reason = " (download disabled)"
         raise DatasetNotFoundError(
-            f"MNIST not found: looked for {missing[0].name} in {self.raw_dir}{reason}. "
-            "Set SGT_DATA_DIR (or paths.data_dir=...) to a folder holding MNIST/raw/*.gz"
-        )
+            f"MNIST not found: looked for {missing[0].name} in {self.raw_dir}{reason}",
+            holding="MNIST/raw/*.gz")
 
     def load_split(self, train: bool) -> Split:
         self.prepare_data()

@@ -1,0 +1,109 @@
+"""Resuming a run: from its own checkpoint, with its own settings (unless asked otherwise,
+and then recorded), never losing what it already wrote, and never re-doing a finished run."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.runs.files import read_metrics
+from sgt.errors import SettingError
+
+# Keys a resume may change freely: where things are, how the run is shown or logged, the
+# hardware, and max_epochs (raising it is how a finished run is trained longer); of the
+# callbacks, only model selection and early stopping are part of the run's settings.
+FREE_KEYS = ("paths", "hydra", "ckpt_path", "allow_changed_settings", "test", "eval", "logger",
+             "task_name", "trainer.max_epochs", "trainer.enable_progress_bar",
+             "trainer.enable_model_summary", "trainer.accelerator", "trainer.devices",
+             "callbacks")
+COMPARED_CALLBACKS = ("callbacks.model_checkpoint", "callbacks.last_checkpoint",
+                      "callbacks.early_stopping")
+
+
+def resolve_ckpt(cfg: DictConfig, run_dir: Path) -> str | None:
+    """``last`` means this run dir's ``checkpoints/last.ckpt``."""
+    if cfg.get("ckpt_path") != "last":
+        return cfg.get("ckpt_path")
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        raise SettingError(f"ckpt_path=last but {last} does not exist; pass "
+                           "hydra.run.dir=<the run dir to resume>")
+    return str(last)
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, Mapping):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _under(key: str, prefixes: tuple[str, ...]) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in prefixes)
+
+
+def _free(key: str) -> bool:
+    return _under(key, FREE_KEYS) and not _under(key, COMPARED_CALLBACKS)
+
+
+def changed_settings(saved: DictConfig, now: DictConfig) -> dict[str, tuple[Any, Any]]:
+    """``{key: (the run's value, this start's)}`` for every setting that differs."""
+    old = _flat(OmegaConf.to_container(saved, resolve=False))
+    new = _flat(OmegaConf.to_container(now, resolve=False))
+    return {k: (old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys())
+            if not _free(k) and old.get(k) != new.get(k)}
+
+
+def resume_command(run_dir: Path) -> str:
+    """The command that resumes ``run_dir`` with the overrides it was started with."""
+    overrides_file = run_dir / ".hydra" / "overrides.yaml"
+    overrides = [o for o in (OmegaConf.load(overrides_file) if overrides_file.is_file() else [])
+                 if not o.startswith(("ckpt_path=", "hydra.run.dir="))]
+    return " ".join(["python -m experiments.train", *overrides, "ckpt_path=last",
+                     f"hydra.run.dir={run_dir}"])
+
+
+def check_resume(cfg: DictConfig, run_dir: Path) -> dict[str, tuple[Any, Any]]:
+    """Refuse to resume with settings other than the run's own, unless
+    ``allow_changed_settings=true``; returns the changes (recorded by the caller)."""
+    saved_file = run_dir / ".hydra" / "config.yaml"
+    if not saved_file.is_file():
+        return {}
+    changes = changed_settings(OmegaConf.load(saved_file), cfg)
+    if changes and not cfg.get("allow_changed_settings"):
+        shown = list(changes.items())[:6]
+        listed = ", ".join(f"{k} ({old!r} → {new!r})" for k, (old, new) in shown)
+        more = f" and {len(changes) - 6} more" if len(changes) > 6 else ""
+        raise SettingError(f"resuming {run_dir} with settings that differ from its own: "
+                           f"{listed}{more}; resume with its own ({resume_command(run_dir)}), "
+                           "or add allow_changed_settings=true to accept and record them")
+    return changes
+
+
+def finished(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
+    """The metrics of a finished run that this start would not train further, else ``None``.
+
+    A run is finished once it wrote ``metrics.json``; it is trained further only when
+    ``trainer.max_epochs`` now allows more epochs than it ran and it did not stop early.
+    """
+    done = read_metrics(run_dir)
+    if not done:
+        return None
+    max_epochs = OmegaConf.select(cfg, "trainer.max_epochs")
+    more = max_epochs == -1 or (max_epochs or 0) > done.get("epochs", 0)
+    return None if more and not done.get("stopped_early") else done
+
+
+def finished_message(run_dir: Path, done: Mapping[str, Any]) -> str:
+    epochs = done.get("epochs")
+    if done.get("stopped_early"):
+        return (f"{run_dir} is a finished run: early stopping ended it after {epochs} epochs; "
+                "nothing was changed (a new run in another hydra.run.dir trains afresh)")
+    return (f"{run_dir} is a finished run ({epochs} epochs, max_epochs reached); nothing was "
+            f"changed. To train it longer: {resume_command(run_dir)} "
+            f"trainer.max_epochs=<more than {epochs}>")
