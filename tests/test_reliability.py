@@ -314,3 +314,28 @@ def test_saved_config_records_the_data_dir_and_evaluate_suggests_data_dir(
         assert again.returncode == 0, again.stderr[-2000:]
     finally:
         moved.rename(data)
+
+
+def test_a_method_that_cannot_explain_the_model_is_skipped_the_rest_kept(
+        tmp_path: Path) -> None:
+    """captum's DeepLift cannot explain torchvision ResNets (they reuse one ReLU module):
+    the evaluation leaves it out with its reason and keeps every other method's results."""
+    from experiments.evaluate import evaluate
+
+    png_folder(tmp_path / "data", size=16)
+    cfg = compose_config("train.yaml", [*CPU_TEST_OVERRIDES, "dataset=bird", "model=torchvision",
+                                        "model.name=resnet18", "dataset.image_size=16",
+                                        "dataset.cache_dir=null", "dataset.batch_size=2",
+                                        "trainer.limit_train_batches=1"],
+                         tmp_path / "run", tmp_path / "data")
+    train(cfg)
+    (tmp_path / "run" / ".hydra").mkdir()
+    OmegaConf.save(cfg, tmp_path / "run" / ".hydra" / "config.yaml")
+    with pytest.warns(UserWarning, match="deeplift cannot explain this model"):
+        done = evaluate(compose_config("evaluate.yaml", [
+            f"ckpt_path={tmp_path / 'run'}", "eval.methods=[grad,deeplift,random]",
+            "eval.batch_size=4", "eval.num_examples=0", "eval.metric.progress=false"],
+            tmp_path / "job", tmp_path / "data"))
+    result = json.loads(Path(done["eval/accuracy_drop/json"]).read_text())
+    assert set(result["accuracy"]) == {"grad", "random"}
+    assert "used more than once" in result["skipped_methods"]["deeplift"]
