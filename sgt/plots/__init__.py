@@ -14,6 +14,7 @@ from sgt.plots.sanity import plot_sanity
 from sgt.plots.sweep import plot_metric_vs
 from sgt.plots.text import plot_eraser, plot_token_highlights
 from sgt.plots.timeseries import plot_box_saliency, plot_masked_accuracy, plot_precision_recall
+from sgt.plots.training import plot_training_curves
 
 __all__ = [
     "EXAMPLE_FIGURES",
@@ -30,5 +31,6 @@ __all__ = [
     "plot_sanity",
     "plot_saliency_examples",
     "plot_token_highlights",
+    "plot_training_curves",
     "result_figures",
 ]
