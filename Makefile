@@ -6,12 +6,12 @@ SGT_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),$(CURD
 export SGT_DATA_DIR
 EPOCHS ?= 2
 
-.PHONY: install train test lint reproduce-mnist bench cifar10
+.PHONY: install train test lint reproduce-mnist reproduce-timeseries reproduce-movies bench cifar10
 
 install:  ## install sgt and its dev tools (torch from this machine's disk when present)
 	$(PIP) install -e ".[dev]"
 
-train: install  ## SGT on MNIST with the paper's settings (EPOCHS=2 by default on CPU)
+train: install  ## SGT on MNIST with the paper's recipe, EPOCHS epochs (2: minutes on a CPU)
 	$(PYTHON) -m experiments.train trainer.max_epochs=$(EPOCHS)
 
 test: install  ## the CPU test suite (slow and GPU tests excluded)
@@ -33,5 +33,11 @@ reproduce-mnist: install  ## the paper's MNIST: regular vs SGT (k=0.5), accuracy
 bench: install  ## SGT step vs plain step (CPU: BENCH_ARGS="--device cpu --batch-size 32 --iters 3 --precision fp32")
 	$(PYTHON) -m experiments.benchmark $(BENCH_ARGS)
 
-cifar10: install  ## CIFAR-10 ResNet18, 30-epoch one-cycle schedule (GPU); K=0 for regular training
-	$(PYTHON) -m experiments.train experiment=cifar10_fast sgt.k=$(or $(K),0.5)
+cifar10: install  ## CIFAR-10 ResNet18 with its recipe (30-epoch one-cycle SGD, bf16; GPU); K=0 regular
+	$(PYTHON) -m experiments.train dataset=cifar10 model=resnet18 sgt.k=$(or $(K),0.5)
+
+reproduce-timeseries: install  ## the poster's Table 2: 4 architectures × Middle/SmallMiddle × 7 processes (GPU)
+	$(PYTHON) -m experiments.timeseries_table
+
+reproduce-movies: install  ## the poster's Table 1 for ERASER Movie Reviews, regular vs SGT
+	$(PYTHON) -m experiments.eraser_table

@@ -74,6 +74,7 @@ def read_inputs(datamodule: InMemoryDataModule, module: SaliencyGuidedModule,
     if ckpt_path is not None:
         check_fits(read_checkpoint(ckpt_path), module, ckpt_path)
     example = datamodule.example_input()
+    was_training = module.training
     try:
         with torch.no_grad():
             module.eval()(example)
@@ -83,6 +84,8 @@ def read_inputs(datamodule: InMemoryDataModule, module: SaliencyGuidedModule,
             f"the model ({type(module.net).__name__}) cannot take {datamodule.name}'s inputs of "
             f"shape {tuple(example.shape[1:])} ({reason}); choose a model for this data "
             "(model=...)") from None
+    finally:
+        module.train(was_training)  # Lightning keeps the mode it finds: dropout, BatchNorm
     module.check_masked_count(next(iter(datamodule.train_dataloader()))[0])
     module.example_input_array = example
 
@@ -163,7 +166,8 @@ def fit_test_evaluate(cfg: DictConfig, datamodule: InMemoryDataModule,
         metrics.update(_scalars(tested[0]) if tested else {})
     if cfg.get("eval") and trainer.is_global_zero:  # the evaluation suite on the best checkpoint
         ckpt = best or str(run_dir / "checkpoints" / "last.ckpt")
-        metrics.update(evaluate_checkpoint(cfg.eval, ckpt, run_cfg=cfg, loggers=loggers))
+        metrics.update(evaluate_checkpoint(cfg.eval, ckpt, run_cfg=cfg, loggers=loggers,
+                                           datamodule=datamodule))
     stopping = trainer.early_stopping_callback
     metrics.update(
         best_ckpt_path=best,

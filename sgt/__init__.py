@@ -4,6 +4,9 @@ The library is usable without Hydra::
 
     from sgt import SaliencyGuidedModule
     module = SaliencyGuidedModule(my_net, optimizer=partial(torch.optim.Adam, lr=1e-3), k=0.5)
+
+captum, which only the evaluation's attribution methods need, is imported on their first
+call, so training never pays for importing it.
 """
 
 import sgt.imputation  # noqa: F401  (registers the noisy_linear fill)

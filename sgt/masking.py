@@ -136,8 +136,9 @@ def select_features(
         return torch.zeros_like(saliency, dtype=torch.bool).scatter_(1, idx, True)
     scores = scores.masked_fill(~valid, float("inf"))
     counts = num_masked(fraction, valid.sum(1))  # (B,)
-    kmax = int(counts.max()) if batch else 0
-    if kmax == 0:
+    # int(fraction·N) bounds every row's count without reading ``counts`` back from the GPU.
+    kmax = num_masked(fraction, n)
+    if kmax == 0 or batch == 0:
         return torch.zeros_like(saliency, dtype=torch.bool)
     idx = torch.topk(scores, kmax, dim=1, largest=False).indices  # (B, kmax)
     take = torch.arange(kmax, device=saliency.device) < counts.unsqueeze(1)

@@ -20,20 +20,24 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
 
 from sgt.checkpoint_io import NET_KEY, net_name
-from sgt.checks import check_choice, check_flag
-from sgt.errors import NonFiniteError, SettingError
+from sgt.checks import check_choice, check_flag, check_int
+from sgt.errors import SettingError
 from sgt.features import Modality, feature_saliency, get_modality
 from sgt.losses import SGTLoss, check_lam, sgt_objective
 from sgt.masking import Fill, check_fraction, get_fill, mask_features, num_masked
+from sgt.nan_guard import NonFiniteWatch, Rollback, non_finite_error
 from sgt.saliency import Output, check_output, input_gradient, target_score
 
 SaliencyMode = Literal["eval", "train"]
 SALIENCY_MODES = ("eval", "train")
 NanPolicy = Literal["stop", "skip", "off"]
 NAN_POLICIES = ("stop", "skip", "off")
+# ``sgt.compile``: true (torch.compile's default mode), false, or a torch.compile mode;
+# the CUDA-graph modes replay the captured GPU work with one launch (small models).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 # The SGT settings (``configs/sgt``): arguments of SaliencyGuidedModule beyond the objects.
 SETTINGS = ("k", "lam", "fill", "fill_args", "abs", "saliency_mode", "saliency_output",
             "masked_bn_stats", "concat_forward", "nan_policy", "channels_last", "compile")
@@ -53,6 +57,17 @@ def frozen_running_stats(net: nn.Module, frozen: bool = True) -> Iterator[None]:
     finally:
         for layer, momentum in zip(layers, saved, strict=True):
             layer.momentum = momentum
+
+
+class BatchMean(MeanMetric):
+    """A weighted mean over the epoch (and DDP processes) whose update reads nothing back to
+    the host. ``MeanMetric.update`` checks for NaN with ``if nans.any()`` (a GPU sync every
+    step), and torchmetrics 1.9 drops the weights under ``nan_strategy="disable"``."""
+
+    def update(self, value: Tensor, weight: Tensor | float = 1.0) -> None:
+        """``value``: any shape, each element weighted by the scalar ``weight``."""
+        self.mean_value += (value * weight).sum()
+        self.weight += weight * value.numel()
 
 
 @dataclass
@@ -85,13 +100,17 @@ class SaliencyGuidedModule(pl.LightningModule):
         modality: what a feature is (``image``, ``timeseries``, ``text``).
         concat_forward: run clean and masked inputs as one batch (one forward; BatchNorm
             statistics then mix both).
-        nan_policy: on non-finite saliency/loss ``stop`` the run, ``skip`` the batch, or ``off``.
+        nan_policy: on non-finite saliency/loss ``stop`` the run, ``skip`` the batch (its
+            update is undone on the device), or ``off``; checked without a GPU sync per step
+            (:mod:`sgt.nan_guard`).
         seed: seeds the masking generator (plus the process rank under DDP).
         channels_last: store ``net``'s 4-D weights channels-last (faster convs on GPUs).
         masked_bn_stats: let the masked forward update BatchNorm running statistics (the
             original did); ``False`` keeps them to clean batches (separate passes only).
         compile: ``torch.compile`` ``net`` once Lightning sets the model up (the saliency,
-            clean and masked passes all run through the compiled module).
+            clean and masked passes all run through the compiled module): ``True`` (the
+            default mode) or a mode from ``COMPILE_MODES``; ``reduce-overhead`` (CUDA graphs:
+            the step's many small kernels replayed at once, for small models) needs a GPU.
     """
 
     def __init__(
@@ -112,7 +131,7 @@ class SaliencyGuidedModule(pl.LightningModule):
         nan_policy: NanPolicy = "stop",
         seed: int = 0,
         channels_last: bool = False,
-        compile: bool = False,
+        compile: bool | str = False,
         masked_bn_stats: bool = True,
     ) -> None:
         super().__init__()
@@ -123,7 +142,7 @@ class SaliencyGuidedModule(pl.LightningModule):
             compile=compile)
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "fill", "modality",
                                           "fill_args"], logger=False)
-        self.net = net
+        self.net, self.num_classes = net, check_int(num_classes, "num_classes", low=2)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.k, self.lam, self.abs = float(k), float(lam), abs
         self.saliency_mode, self.saliency_output = saliency_mode, saliency_output
@@ -132,15 +151,18 @@ class SaliencyGuidedModule(pl.LightningModule):
         self.channels_last, self.compile_net, self._compiled = channels_last, compile, False
         self.masked_bn_stats = masked_bn_stats
         self.skipped_batches = 0
+        self._logged_skipped = 0
+        self._watch = NonFiniteWatch()  # the NaN guard's pending steps (nan_policy != off)
+        self._rollback: Rollback | None = None  # nan_policy=skip: undoes a bad update
+        self._update_finite: Tensor | None = None  # () bool: batches since the last update
         self._generator: torch.Generator | None = None
         self._generator_state: Tensor | None = None
-        # torchmetrics objects reduce over the epoch *and* over DDP processes, at epoch end.
+        # Epoch means (accuracy = mean correctness), reduced over the epoch *and* over DDP
+        # processes at epoch end; updated on the device without a sync.
         self.metrics = nn.ModuleDict({
-            f"{split}_{name}": MulticlassAccuracy(num_classes, average="micro")
-            for split in ("train", "val", "test") for name in ("acc", "acc_masked")
-        } | {
-            f"{split}_{name}": MeanMetric()
-            for split in ("train", "val", "test") for name in ("loss", "ce", "kl")
+            f"{split}_{name}": BatchMean()
+            for split in ("train", "val", "test")
+            for name in ("loss", "ce", "kl", "acc", "acc_masked")
         })
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # in the state dict: a resumed run keeps its best
@@ -167,8 +189,11 @@ class SaliencyGuidedModule(pl.LightningModule):
         check_choice(s["saliency_mode"], "sgt.saliency_mode", SALIENCY_MODES)
         check_output(s["saliency_output"], "sgt.saliency_output")
         check_choice(s["nan_policy"], "sgt.nan_policy", NAN_POLICIES)
-        for flag in ("abs", "masked_bn_stats", "concat_forward", "channels_last", "compile"):
+        for flag in ("abs", "masked_bn_stats", "concat_forward", "channels_last"):
             check_flag(s[flag], f"sgt.{flag}")
+        if not isinstance(s["compile"], bool) and s["compile"] not in COMPILE_MODES:
+            raise SettingError(f"sgt.compile must be true, false or a torch.compile mode "
+                               f"({', '.join(COMPILE_MODES)}), got {s['compile']!r}")
         if s["concat_forward"] and s["saliency_mode"] != "eval":
             raise SettingError("sgt.concat_forward=true needs sgt.saliency_mode=eval (train "
                                "mode already reuses the clean forward for the saliency)")
@@ -276,54 +301,143 @@ class SaliencyGuidedModule(pl.LightningModule):
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
         if self.compile_net and not self._compiled:
-            self.net.compile()  # in place: state-dict keys stay those of ``net``
+            mode = None if self.compile_net is True else self.compile_net
+            device = self._training_device()
+            if mode in CUDA_GRAPH_MODES and device.type != "cuda":
+                raise SettingError(
+                    f"sgt.compile={mode} captures CUDA graphs, which need a GPU; this run "
+                    f"trains on {device.type}: use sgt.compile=true (or "
+                    "max-autotune-no-cudagraphs) there")
+            self.net.compile(mode=mode)  # in place: state-dict keys stay those of ``net``
             self._compiled = True
 
+    def _training_device(self) -> torch.device:
+        """Where the steps will run (Lightning calls ``configure_model`` before moving us)."""
+        if self._trainer is not None:
+            return self.trainer.strategy.root_device
+        return next(self.net.parameters()).device
+
+    def _mark_cuda_graph_step(self) -> None:
+        """CUDA graphs may reuse their outputs' memory on the next replay: tell torch where a
+        new step starts, so the saliency, clean and masked passes do not overwrite each other's
+        results across steps."""
+        if self._compiled and self.compile_net in CUDA_GRAPH_MODES:
+            torch.compiler.cudagraph_mark_step_begin()
+
     def _log_step(self, split: str, out: StepOutput, y: Tensor) -> None:
-        """Epoch means as ``split/name`` (synchronised across processes by torchmetrics);
-        the training loss also per step, for the progress bar."""
-        if split == "train":
-            self.log("train/loss_step", out.objective.loss, on_step=True, on_epoch=False,
-                     prog_bar=True)
-        parts = {"loss": out.objective.loss, "ce": out.objective.ce, "kl": out.objective.kl,
-                 "acc": out.logits, "acc_masked": out.masked_logits}
-        for name, value in parts.items():
-            if value is None:
+        """Epoch means as ``split/name`` (synchronised across processes by torchmetrics),
+        updated on the device; a skipped training batch (``nan_policy=skip``) weighs 0."""
+        batch = y.shape[0]
+        keep = out.finite if split == "train" and self.nan_policy == "skip" else None
+        weight = batch if keep is None else keep.float() * batch
+        for name, value in (("loss", out.objective.loss), ("ce", out.objective.ce),
+                            ("kl", out.objective.kl)):
+            value = value.detach()
+            metric = self.metrics[f"{split}_{name}"]
+            metric.update(value if keep is None else torch.where(keep, value, 0.0), weight)
+            self.log(f"{split}/{name}", metric, on_step=False, on_epoch=True)
+        for name, logits in (("acc", out.logits), ("acc_masked", out.masked_logits)):
+            if logits is None:
                 continue
             metric = self.metrics[f"{split}_{name}"]
-            if name.startswith("acc"):
-                metric(value.detach(), y)
-            else:
-                metric(value.detach(), weight=y.shape[0])
+            correct = (logits.detach().argmax(-1) == y).float()  # (B,)
+            metric.update(correct, 1.0 if keep is None else keep.float())
             self.log(f"{split}/{name}", metric, on_step=False, on_epoch=True,
                      prog_bar=name == "acc")
 
-    def _guard(self, out: StepOutput, split: str, batch_idx: int) -> bool:
-        """Apply ``nan_policy``; ``False`` means skip this batch."""
-        if self.nan_policy == "off" or bool(out.finite):
-            return True
-        what = "loss" if not bool(torch.isfinite(out.objective.loss)) else "saliency"
-        where = f"{split} step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})"
-        if self.nan_policy == "stop":
-            raise NonFiniteError(
-                f"non-finite {what} at {where}: loss={float(out.objective.loss):.4g}, "
-                f"ce={float(out.objective.ce):.4g}, kl={float(out.objective.kl):.4g}; "
-                "lower the learning rate, check the inputs, or set sgt.nan_policy=skip"
-            )
-        self.skipped_batches += 1
-        self.log("train/skipped_batches", float(self.skipped_batches), on_step=True)
-        return False
+    def _log_step_loss(self, loss: Tensor) -> None:
+        """The training loss per step, for the logs and the progress bar: only on the steps
+        the loggers write (every ``trainer.log_every_n_steps``) and an epoch's last, as a host
+        value. A GPU value in the progress bar would be read back, a sync, after every step."""
+        every = self.trainer.log_every_n_steps
+        if (every and (self.global_step + 1) % every == 0) or self.trainer.is_last_batch:
+            self.log("train/loss_step", loss.detach().cpu(), on_step=True, on_epoch=False,
+                     prog_bar=True)
 
-    def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor | None:
+    def check_labels(self, y: Tensor) -> None:
+        """Labels must index the ``num_classes`` outputs; else cross-entropy fails with an
+        index error (a device-side assert on a GPU). One host read: the first batch of each
+        epoch is checked."""
+        low, high = torch.stack([y.min(), y.max()]).tolist()
+        if low < 0 or high >= self.num_classes:
+            bad = low if low < 0 else high
+            raise SettingError(f"label {bad} is outside the model's {self.num_classes} classes "
+                               f"(labels must be in [0, {self.num_classes - 1}]); fix the "
+                               f"labels, or build the module with num_classes={high + 1}")
+
+    def on_train_batch_start(self, batch: Sequence[Tensor], batch_idx: int) -> None:
+        if batch_idx == 0:  # one host read per epoch
+            self.check_labels(batch[1])
+
+    def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         x, y = batch[0], batch[1]  # entries after (x, y) are for evaluations
+        self._mark_cuda_graph_step()
         out = self.sgt_forward(x, y)
-        if not self._guard(out, "train", batch_idx):
-            return None
+        if self.nan_policy != "off":
+            where = (f"train step {self.global_step} (epoch {self.current_epoch}, "
+                     f"batch {batch_idx})")
+            self._watch.record(where, out.finite, out.objective.loss, out.objective.ce,
+                               out.objective.kl)
+        if self.nan_policy == "skip":
+            self._update_finite = (out.finite if self._update_finite is None
+                                   else self._update_finite & out.finite)
         self._log_step("train", out, y)
+        if self._trainer is not None:
+            self._log_step_loss(out.objective.loss)
         return out.objective.loss
+
+    # -- the NaN guard: flags stay on the device, read every few steps (sgt.nan_guard) ---
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any,
+                       optimizer_closure: Callable[[], Any] | None = None) -> None:
+        """``nan_policy=skip``: save what the step changes, step, then undo it on the device
+        if any batch since the last update was not finite."""
+        if self.nan_policy != "skip":
+            super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+            return
+        inner = getattr(optimizer, "optimizer", optimizer)  # Lightning's wrapper
+        if self._rollback is None or self._rollback.optimizer is not inner:
+            self._rollback = Rollback(self.net, inner)
+        self._rollback.save(self._training_device())
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        if self._update_finite is not None:  # None: the closure ran no training step
+            self._rollback.restore(self._update_finite)
+            self._update_finite = None
+
+    def check_finite(self) -> None:
+        """Read the flags of the steps since the last check (one transfer): ``stop`` raises
+        naming the first bad step; ``skip`` counts the skipped batches."""
+        bad = self._watch.check()
+        if self._rollback is not None:
+            self._rollback.settle()
+        if bad and self.nan_policy == "stop":
+            raise non_finite_error(bad[0])
+        self.skipped_batches += len(bad)
+
+    def _log_skipped(self, on_step: bool) -> None:
+        if self.nan_policy == "skip" and self.skipped_batches != self._logged_skipped:
+            self._logged_skipped = self.skipped_batches
+            self.log("train/skipped_batches", torch.tensor(float(self.skipped_batches)),
+                     on_step=on_step, on_epoch=not on_step)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        every = self.trainer.log_every_n_steps or 50
+        if self.global_step % every == 0 or self.trainer.is_last_batch:
+            self.check_finite()
+            self._log_skipped(on_step=True)
+
+    def on_train_epoch_end(self) -> None:
+        self.check_finite()
+        self._log_skipped(on_step=False)
+
+    def on_validation_epoch_start(self) -> None:
+        self.check_finite()  # before validation picks a checkpoint
+
+    def on_train_end(self) -> None:
+        self.check_finite()
 
     def _evaluation_step(self, split: str, batch: Sequence[Tensor]) -> None:
         # Saliency needs autograd even where Lightning evaluates under inference mode.
+        self._mark_cuda_graph_step()
         with torch.inference_mode(False), torch.enable_grad():
             x, y = batch[0].clone(), batch[1].clone()
             out = self.sgt_forward(x, y)
@@ -361,6 +475,7 @@ class SaliencyGuidedModule(pl.LightningModule):
 
     # -- exact resume: masking generator and global RNG travel with the checkpoint ------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.check_finite()  # no checkpoint of weights from after a bad step; exact count
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -377,4 +492,4 @@ class SaliencyGuidedModule(pl.LightningModule):
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
         self._generator, self._generator_state = None, rng.get("mask")
-        self.skipped_batches = checkpoint.get("sgt_skipped_batches", 0)
+        self.skipped_batches = self._logged_skipped = checkpoint.get("sgt_skipped_batches", 0)

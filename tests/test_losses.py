@@ -3,6 +3,7 @@
 import math
 from functools import partial
 
+import pytest
 import torch
 
 from sgt import SaliencyGuidedModule, sgt_objective
@@ -92,3 +93,21 @@ def test_masked_bn_stats_false_keeps_running_statistics_to_clean_batches():
     torch.testing.assert_close(frozen, clean[1].running_mean)
     assert momentum == 0.1  # restored after the masked pass
     assert not torch.allclose(running_mean(True)[0], clean[1].running_mean)
+
+
+def test_labels_outside_the_classes_are_named_through_the_library_api() -> None:
+    """A user's own loader with a label >= num_classes: one clear error, not an index error
+    from cross-entropy (a device-side assert on a GPU)."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from sgt.errors import SettingError
+
+    module = SaliencyGuidedModule(MNISTNet(num_classes=10), num_classes=10,
+                                  optimizer=partial(torch.optim.SGD, lr=0.1))
+    data = TensorDataset(torch.randn(8, 1, 28, 28), torch.tensor([1, 2, 3, 12, 0, 1, 2, 3]))
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False)
+    with pytest.raises(SettingError, match=r"label 12 is outside the model's 10 classes"):
+        trainer.fit(module, DataLoader(data, batch_size=8))

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from experiments.train import train
@@ -125,3 +126,16 @@ def test_cli_multirun_with_one_bad_value_fails_before_any_job(tmp_path):
     assert proc.returncode != 0
     assert "sgt.k must be a fraction in [0, 1), got 1.2" in proc.stderr
     assert not sweep.exists()
+
+
+class AssertTrainMode(pl.Callback):
+    """Fails the run if any layer trains in eval mode (dropout off, BatchNorm frozen)."""
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        assert all(m.training for m in module.net.modules()), "training in eval mode"
+
+
+def test_training_runs_in_train_mode_after_the_start_up_checks(train_cfg):
+    """The start-up forward that checks model and data runs in eval mode and must give the
+    training mode back (Lightning 2.6 trains in whatever mode it finds)."""
+    train(train_cfg("+callbacks.mode._target_=tests.test_train.AssertTrainMode"))

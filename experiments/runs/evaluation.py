@@ -196,6 +196,7 @@ def evaluate_checkpoint(
     run_cfg: DictConfig | None = None,
     loggers: Sequence[Logger] = (),
     data_dir: str | None = None,
+    datamodule: InMemoryDataModule | None = None,
 ) -> dict[str, Any]:
     """Run the evaluation ``cfg_eval`` (``configs/eval/``) on a checkpoint.
 
@@ -204,6 +205,8 @@ def evaluate_checkpoint(
         run_cfg: the run's config (default: its saved ``.hydra/config.yaml``).
         loggers: also receive the summary, table and figures.
         data_dir: replaces the run's ``paths.data_dir``.
+        datamodule: the run's data, already read (right after training): used instead of
+            reading it again; its ``eval_batch_size`` becomes the evaluation's.
     Returns:
         ``eval/<name>/<summary key>`` scalars and ``eval/<name>/json`` (the result file).
     """
@@ -217,7 +220,10 @@ def evaluate_checkpoint(
             run_cfg.paths.data_dir = data_dir
     output = (OmegaConf.select(cfg_eval, "metric.output")
               or OmegaConf.select(run_cfg, "sgt.saliency_output", default="logit"))
-    datamodule, module = load_module(run_cfg, ckpt, device)
+    built, module = load_module(run_cfg, ckpt, device)
+    if datamodule is None:
+        datamodule = built
+    datamodule.eval_batch_size = run_cfg.dataset.eval_batch_size
     try:
         datamodule.setup("test")
     except DatasetNotFoundError as err:  # the run's data moved: this script sets data_dir

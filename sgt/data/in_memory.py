@@ -10,6 +10,7 @@ true box, a review's human rationale): batches carry them after ``(x, y)``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -209,9 +210,15 @@ class ImageDataModule(InMemoryDataModule):
 
     def normalize(self, x: Tensor) -> Tensor:
         """uint8 ``(B, C, H, W)`` -> normalised float, on the batch's device."""
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        mean, std = self._statistics(x.device)
         return (x.float() / 255.0 - mean) / std
+
+    @functools.cache  # noqa: B019 (one entry per device; the module lives as long as its run)
+    def _statistics(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """``(1, C, 1, 1)`` mean and std on ``device``, made once: a copy from the host at
+        every batch would wait for the GPU."""
+        return (torch.tensor(self.mean, device=device).view(1, -1, 1, 1),
+                torch.tensor(self.std, device=device).view(1, -1, 1, 1))
 
     def train_transform(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         return self.normalize(self.augment(x, generator))

@@ -16,9 +16,9 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import ModuleType
 from typing import Protocol
 
-import captum.attr as ca
 import torch
 from torch import Tensor, nn
 
@@ -62,6 +62,13 @@ class Attribution(Protocol):
 
 
 METHODS: Registry[Callable[..., Attribution]] = Registry("attribution method")
+
+
+def _captum() -> ModuleType:
+    """``captum.attr``, imported on first use: training never needs it (0.5–0.9 s)."""
+    import captum.attr
+
+    return captum.attr
 
 
 def _extra(valid: Tensor | None) -> tuple[Tensor] | None:
@@ -111,7 +118,7 @@ class Grad:
     ``abs=True``, as the original evaluation used it."""
 
     def __call__(self, forward, z, target, valid, generator):
-        return ca.Saliency(forward).attribute(z, target=target,
+        return _captum().Saliency(forward).attribute(z, target=target,
                                               additional_forward_args=_extra(valid))
 
 
@@ -126,6 +133,7 @@ class SmoothGrad:
     def __call__(self, forward, z, target, valid, generator):
         # NoiseTunnel draws its noise from torch's global RNG: route it to ours.
         with global_rng_from(generator):
+            ca = _captum()
             return ca.NoiseTunnel(ca.Saliency(forward)).attribute(
                 z, nt_type="smoothgrad_sq", nt_samples=self.nt_samples, stdevs=self.stdevs,
                 target=target, additional_forward_args=_extra(valid))
@@ -145,7 +153,7 @@ class IntegratedGradients:
 
     def __call__(self, forward, z, target, valid, generator):
         baseline = _uniform(tuple(z.shape), z, generator)
-        return ca.IntegratedGradients(forward).attribute(
+        return _captum().IntegratedGradients(forward).attribute(
             z, baseline, target=target, additional_forward_args=_extra(valid),
             n_steps=self.n_steps, internal_batch_size=self.internal_batch_size)
 
@@ -158,7 +166,7 @@ class DeepLift:
     def __call__(self, forward, z, target, valid, generator):
         baseline = _uniform(tuple(z.shape), z, generator)
         with _quiet_hooks():
-            return ca.DeepLift(forward).attribute(z, baseline, target=target,
+            return _captum().DeepLift(forward).attribute(z, baseline, target=target,
                                                   additional_forward_args=_extra(valid))
 
 
@@ -173,7 +181,7 @@ class DeepLiftShap:
     def __call__(self, forward, z, target, valid, generator):
         baselines = _uniform((self.n_baselines, *z.shape[1:]), z, generator)
         with _quiet_hooks():
-            return ca.DeepLiftShap(forward).attribute(z, baselines, target=target,
+            return _captum().DeepLiftShap(forward).attribute(z, baselines, target=target,
                                                       additional_forward_args=_extra(valid))
 
 
