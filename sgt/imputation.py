@@ -1,4 +1,5 @@
-"""Noisy linear imputation, ROAD's fill (Rong et al., ICML 2022, arxiv.org/abs/2202.00449).
+"""Noisy linear imputation, ROAD's fill (Rong et al., ICML 2022, arXiv 2202.00449;
+docs/paper.md §3(f)).
 
 Removing pixels by a constant or a mean leaves a mask whose *shape* tells the model where
 the salient pixels were. ROAD instead gives every removed pixel the weighted average of its
@@ -10,9 +11,8 @@ For removed pixel ``i`` with in-image neighbours ``j`` this is one linear equati
     s_i x_i - sum_j w_ij x_j = 0,   s_i = sum_j w_ij  (1 inside the image, less at the border),
 
 with the kept ``x_j`` moved to the right-hand side: the reference's sparse system, one per
-image (github.com/tleemann/road_evaluation, ``road/imputations.py``, ``NoisyLinearImputer``;
-Quantus' ``noisy_linear_imputation`` builds the same one). The matrix depends on the mask
-only; every channel has its own right-hand side, so each ``(image, channel)`` is one system.
+image (docs/paper.md §3(f)). The matrix depends on the mask only; every channel has its own
+right-hand side, so each ``(image, channel)`` is one system.
 
 Instead of assembling and factorising a matrix per image (the reference: scipy ``spsolve`` in
 a Python loop), all systems of a batch are solved at once by Jacobi-preconditioned conjugate
@@ -118,11 +118,11 @@ class NoisyLinearFill:
     """ROAD's noisy linear imputation on a 2-D grid of features (images, time × feature).
 
     Args:
-        noise: standard deviation of the Gaussian noise added to every imputed value
-            (the reference's default 0.01). The reference imputes raw ``[0, 1]`` pixels;
-            the imputation itself commutes with per-channel normalisation, the noise does
-            not: on normalised inputs pass ``0.01 / std`` to match it (CIFAR-10 with the
-            ImageNet std ≈ 0.044, MNIST ≈ 0.032).
+        noise: standard deviation of the Gaussian noise added to every imputed value, in
+            the input's units (the reference's default 0.01). The reference imputes raw
+            ``[0, 1]`` pixels; the imputation itself commutes with per-channel normalisation,
+            the noise does not: on normalised inputs pass ``0.01 / std`` to match it
+            (CIFAR-10 with the ImageNet std ≈ 0.044, MNIST ≈ 0.032; docs/paper.md §3(f)).
         tol, max_iter: the solver's (see :func:`linear_imputation`).
     """
 

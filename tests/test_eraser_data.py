@@ -135,7 +135,7 @@ def test_the_encoded_corpus_is_cached_and_read_back(tmp_path: Path, monkeypatch)
         raise AssertionError("the corpus was rebuilt instead of read from the cache")
 
     monkeypatch.setattr(eraser, "build_corpus", no_rebuild)
-    again = EraserDataModule(data_dir=tmp_path, task="fever", cache_dir=cache)
+    again = EraserDataModule(data_dir=tmp_path, task="fever", cache_dir=cache, batch_size=32)
     again.setup()
     for a, b in zip(dm.splits["test"], again.splits["test"], strict=True):
         assert torch.equal(a, b)
@@ -144,7 +144,7 @@ def test_the_encoded_corpus_is_cached_and_read_back(tmp_path: Path, monkeypatch)
     # another setting is another cache entry
     with pytest.raises(AssertionError, match="rebuilt"):
         _ = EraserDataModule(data_dir=tmp_path, task="fever", cache_dir=cache,
-                             max_length=9).corpus
+                             batch_size=32, max_length=9).corpus
 
 
 def _one_line(err: pytest.ExceptionInfo) -> str:

@@ -20,7 +20,7 @@ from sgt.plots import plot_road, result_figures
 from tests.test_accuracy_drop import INFORMATIVE, ThreePixels, _data
 
 # The reference's neighbour weights, (row offset, column offset) -> weight
-# (road_evaluation, road/imputations.py, ``neighbors_weights``).
+# (``neighbors_weights``, docs/paper.md §3(f)).
 NEIGHBOUR_WEIGHTS = {(1, 1): 1 / 12, (0, 1): 1 / 6, (-1, 1): 1 / 12, (1, -1): 1 / 12,
                      (0, -1): 1 / 6, (-1, -1): 1 / 12, (1, 0): 1 / 6, (-1, 0): 1 / 6}
 
@@ -237,6 +237,22 @@ def test_limit_batches_eval_mode_and_mode_restored() -> None:
     result = Road(levels=(0.0,), limit_batches=2, progress=False)(model, _data(), ["grad"])
     assert result.num_samples == 64
     assert seen and not any(seen) and model.training
+
+
+def test_a_failing_method_leaves_the_model_in_its_mode_and_the_error_unchanged() -> None:
+    def failing(forward, z, target, valid, generator):
+        raise ArithmeticError("attribution failed")
+
+    for training in (True, False):
+        model = ThreePixels().train(training)
+        with pytest.raises(ArithmeticError, match="attribution failed"):
+            Road(progress=False)(model, _data(), {"failing": failing})
+        assert model.training is training
+
+
+def test_empty_loader_is_an_error() -> None:
+    with pytest.raises(ValueError, match="the loader yielded no batches"):
+        Road(progress=False)(ThreePixels(), [], ["grad"])
 
 
 def test_result_round_trips_tabulates_and_summarises() -> None:

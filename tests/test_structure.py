@@ -8,11 +8,12 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import hydra
 import pytest
 from hydra import compose, initialize_config_dir
 
 from experiments.runs.build import sgt_settings
-from experiments.runs.config_store import signature_defaults
+from experiments.runs.config_store import DATA_GIVEN, model_defaults, signature_defaults
 from sgt.errors import SettingError
 from sgt.evaluation import AccuracyDrop, CascadingRandomization
 from sgt.module import SaliencyGuidedModule
@@ -101,6 +102,21 @@ def test_evaluation_defaults_come_from_its_signature(name: str, factory: type) -
     for key, value in signature_defaults(factory).items():
         if key not in ("seed", "output"):  # the CLI's: the job's seed, the run's output
             assert metric[key] == value, key
+
+
+@pytest.mark.parametrize(("name", "dataset"), [("bilstm", "movies"), ("text_transformer", "movies"),
+                                               ("tcn", "timeseries"), ("lstm", "timeseries"),
+                                               ("vgg16", "mnist")])
+def test_model_sizes_come_from_the_model_signature(name: str, dataset: str) -> None:
+    """A model config states no size: each is the constructor's default, changeable on the
+    command line, and what the data gives (classes, vocabulary) is not a config key."""
+    model = _compose("train.yaml", f"dataset={dataset}", f"model={name}").model
+    factory = hydra.utils.get_class(model._target_)
+    settings = {k: v for k, v in model.items() if k != "_target_"}
+    assert settings == model_defaults(factory) != {}
+    assert DATA_GIVEN.isdisjoint(settings)
+    changed = _compose("train.yaml", f"dataset={dataset}", f"model={name}", "model.dropout=0.3")
+    assert changed.model.dropout == 0.3
 
 
 @pytest.mark.parametrize(("settings", "message"), [

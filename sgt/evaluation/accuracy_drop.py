@@ -9,17 +9,15 @@ reused for every level; all levels of a batch go through the model as one forwar
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence, Sized
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from itertools import islice
 from typing import Any, ClassVar
 
 import torch
-from rich.progress import Progress
 from torch import Tensor, nn
 
 from sgt.errors import SettingError
-from sgt.evaluation.base import RESULTS, check_methods
+from sgt.evaluation.base import RESULTS, check_limit_batches, check_methods, sum_per_method
 from sgt.features import ImageModality, Modality
 from sgt.masking import Fill, check_fraction, get_fill, mask_features
 from sgt.saliency import Attribution, Explainer, ModalityForward, Output, check_output
@@ -92,14 +90,10 @@ class AccuracyDrop:
         if not levels:
             raise SettingError("levels must list at least one fraction in [0, 1), got none")
         self.levels = [check_fraction(level, "each of levels") for level in levels]
-        if limit_batches is not None and (isinstance(limit_batches, bool) or
-                                          not isinstance(limit_batches, int) or limit_batches <= 0):
-            raise SettingError(f"limit_batches must be a positive integer or null, got "
-                               f"{limit_batches!r}")
         check_output(output, "output")
         self.fill = get_fill(fill, fill_args) if isinstance(fill, str) else fill
         self.seed, self.output = seed, output
-        self.limit_batches, self.progress = limit_batches, progress
+        self.limit_batches, self.progress = check_limit_batches(limit_batches), progress
 
     def perturb(self, modality: Modality, z: Tensor, scores: Tensor, valid: Tensor | None,
                 generator: torch.Generator) -> Tensor:
@@ -141,35 +135,9 @@ class AccuracyDrop:
         check_methods(methods)
         explainer = Explainer(ModalityForward(model, modality or ImageModality(), self.output),
                               methods, self.seed)
-        device = explainer.device
-        was_training = model.training
-        model.eval()
-        correct: dict[str, Tensor] = {}
-        total = 0
-        try:
-            with Progress(disable=not self.progress, transient=True) as bar:
-                for name in explainer.methods:
-                    counts = torch.zeros(len(self.levels), dtype=torch.long, device=device)
-                    batches = islice(loader, self.limit_batches)
-                    task = bar.add_task(f"accuracy drop: {name}", total=self._num_batches(loader))
-                    total = 0
-                    for x, y, *_ in batches:
-                        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                        counts += self.evaluate_batch(explainer, name, x, y)
-                        total += y.shape[0]
-                        bar.advance(task)
-                    correct[name] = counts
-        finally:
-            model.train(was_training)
-        if total == 0:
-            raise ValueError("the loader yielded no batches")
+        correct, total = sum_per_method(
+            explainer, loader, lambda name, batch: self.evaluate_batch(explainer, name, *batch[:2]),
+            "accuracy drop", self.limit_batches, self.progress)
         accuracy = {name: (c.double() / total).tolist() for name, c in correct.items()}
         auc = {name: area_under_curve(self.levels, acc) for name, acc in accuracy.items()}
         return AccuracyDropResult(list(self.levels), accuracy, auc, total)
-
-    def _num_batches(self, loader: Iterable) -> int | None:
-        """Batches per method, for the progress bar (``None``: unknown)."""
-        n = len(loader) if isinstance(loader, Sized) else None
-        if self.limit_batches is not None:
-            n = self.limit_batches if n is None else min(n, self.limit_batches)
-        return n

@@ -39,7 +39,7 @@ module's AOPC, non-AOPC, token F1 (macro and micro), AUPRC and accuracy to float
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence, Sized
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from itertools import islice
 from pathlib import Path
@@ -51,7 +51,13 @@ from torch import Tensor, nn
 
 from sgt.checks import check_choice, check_flag
 from sgt.errors import SettingError
-from sgt.evaluation.base import RESULTS, check_methods
+from sgt.evaluation.base import (
+    RESULTS,
+    check_limit_batches,
+    check_methods,
+    eval_mode,
+    num_batches,
+)
 from sgt.features import TextModality
 from sgt.saliency import Attribution, Explainer, ModalityForward, Output, check_output
 
@@ -240,13 +246,9 @@ class EraserMetrics:
         self.bins = _check_bins(bins)
         self.target = check_choice(target, "target", TARGETS)
         check_output(output, "output")
-        if limit_batches is not None and (isinstance(limit_batches, bool) or
-                                          not isinstance(limit_batches, int) or limit_batches <= 0):
-            raise SettingError(f"limit_batches must be a positive integer or null, got "
-                               f"{limit_batches!r}")
         self.seed, self.output = seed, output
         self.keep_instances = check_flag(keep_instances, "keep_instances")
-        self.limit_batches, self.progress = limit_batches, progress
+        self.limit_batches, self.progress = check_limit_batches(limit_batches), progress
 
     @staticmethod
     def probabilities(forward: ModalityForward, ids: Tensor) -> Tensor:
@@ -296,26 +298,25 @@ class EraserMetrics:
         explainer = Explainer(ModalityForward(model, modality or TextModality(), self.output),
                               methods, self.seed)
         device = explainer.device
-        was_training = model.training
-        model.eval()
         full: dict[str, list[Tensor]] = {"labels": [], "probs": []}
         per_method: dict[str, dict[str, list[Tensor]]] = {n: {} for n in explainer.methods}
-        try:
-            with Progress(disable=not self.progress, transient=True) as bar:
-                task = bar.add_task("ERASER metrics", total=self._num_batches(loader))
-                for batch in islice(loader, self.limit_batches):
-                    x, y, rationale = self._unpack(batch, device)
-                    probs = self.probabilities(explainer.forward, x)
-                    target = probs.argmax(1) if self.target == "predicted" else y
-                    full["labels"].append(y)
-                    full["probs"].append(probs)
-                    for name, parts in per_method.items():
-                        out = self.evaluate_method(explainer, name, x, rationale, target)
-                        for key, value in out.items():
-                            parts.setdefault(key, []).append(value)
-                    bar.advance(task)
-        finally:
-            model.train(was_training)
+        # Batches outside, methods inside (not sum_per_method): the full input's
+        # probabilities and target are computed once per batch for every method, and the
+        # per-instance outputs are concatenated, not summed.
+        with eval_mode(model), Progress(disable=not self.progress, transient=True) as bar:
+            task = bar.add_task("ERASER metrics",
+                                total=num_batches(loader, self.limit_batches))
+            for batch in islice(loader, self.limit_batches):
+                x, y, rationale = self._unpack(batch, device)
+                probs = self.probabilities(explainer.forward, x)
+                target = probs.argmax(1) if self.target == "predicted" else y
+                full["labels"].append(y)
+                full["probs"].append(probs)
+                for name, parts in per_method.items():
+                    out = self.evaluate_method(explainer, name, x, rationale, target)
+                    for key, value in out.items():
+                        parts.setdefault(key, []).append(value)
+                bar.advance(task)
         if not full["labels"]:
             raise ValueError("the loader yielded no batches")
         return self._result({k: torch.cat(v).cpu() for k, v in full.items()},
@@ -374,13 +375,6 @@ class EraserMetrics:
                 "entries; evaluate on EraserDataModule's val or test loader")
         x, y, rationale = (t.to(device, non_blocking=True) for t in batch[:3])
         return x, y, rationale.bool()
-
-    def _num_batches(self, loader: Iterable) -> int | None:
-        n = len(loader) if isinstance(loader, Sized) else None
-        if self.limit_batches is not None:
-            n = self.limit_batches if n is None else min(n, self.limit_batches)
-        return n
-
 
 # -- ERASER's per-instance results file -------------------------------------------------
 

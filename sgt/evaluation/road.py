@@ -1,4 +1,4 @@
-"""ROAD: remove and debias (Rong et al., ICML 2022, https://arxiv.org/abs/2202.00449).
+"""ROAD: remove and debias (Rong et al., ICML 2022, arXiv 2202.00449; docs/paper.md §3(f)).
 
 The accuracy drop (docs/paper.md §3(a)) partly measures how a model copes with the mask
 rather than how faithful the saliency is: a constant or mean fill leaves a hole whose shape
@@ -11,26 +11,25 @@ hold). The gap ``LeRF AUC - MoRF AUC`` is then larger for a more faithful method
 
 At level ``p`` both orders remove ``int(p * N)`` pixels. (The reference's LeRF at ``p``
 *keeps* the top ``p`` instead, i.e. removes ``N - int(p * N)``: its curve read from the
-other end.) Each method's attributions are computed once per batch and reused for both
-orders and every level; the fill imputes all levels of an order at once, and they go
-through the model as one forward.
+other end; docs/paper.md §3(f) lists where this implementation differs.) Features are
+ranked by |attribution| averaged over their values, as for the accuracy drop. Each method's
+attributions are computed once per batch and reused for both orders and every level; the
+fill imputes all levels of an order at once, and they go through the model as one forward.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence, Sized
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from itertools import islice
 from typing import Any, ClassVar
 
 import torch
-from rich.progress import Progress
 from torch import Tensor, nn
 
 import sgt.imputation  # noqa: F401  (registers the default fill, noisy_linear)
 from sgt.errors import SettingError
 from sgt.evaluation.accuracy_drop import LEVELS, area_under_curve
-from sgt.evaluation.base import RESULTS, check_methods
+from sgt.evaluation.base import RESULTS, check_limit_batches, check_methods, sum_per_method
 from sgt.features import ImageModality, Modality
 from sgt.masking import Fill, check_fraction, get_fill, select_features
 from sgt.saliency import Attribution, Explainer, ModalityForward, Output, check_output, get_method
@@ -117,17 +116,13 @@ class Road:
         self.levels = [check_fraction(level, "each of levels") for level in levels]
         if not isinstance(random_baseline, bool):
             raise SettingError(f"random_baseline must be true or false, got {random_baseline!r}")
-        if limit_batches is not None and (isinstance(limit_batches, bool) or
-                                          not isinstance(limit_batches, int) or limit_batches <= 0):
-            raise SettingError(f"limit_batches must be a positive integer or null, got "
-                               f"{limit_batches!r}")
         check_output(output, "output")
         if isinstance(fill, str):
             self.fill, self.fill_name = get_fill(fill, fill_args), fill
         else:
             self.fill, self.fill_name = fill, type(fill).__name__
         self.random_baseline, self.seed, self.output = random_baseline, seed, output
-        self.limit_batches, self.progress = limit_batches, progress
+        self.limit_batches, self.progress = check_limit_batches(limit_batches), progress
 
     def perturb(self, modality: Modality, z: Tensor, scores: Tensor, valid: Tensor | None,
                 generator: torch.Generator, lowest: bool) -> Tensor:
@@ -177,28 +172,9 @@ class Road:
         check_methods(methods)
         explainer = Explainer(ModalityForward(model, modality or ImageModality(), self.output),
                               self._with_baseline(methods), self.seed)
-        device = explainer.device
-        was_training = model.training
-        model.eval()
-        correct: dict[str, Tensor] = {}
-        total = 0
-        try:
-            with Progress(disable=not self.progress, transient=True) as bar:
-                for name in explainer.methods:
-                    counts = torch.zeros(len(ORDERS), len(self.levels), dtype=torch.long,
-                                         device=device)
-                    task = bar.add_task(f"ROAD: {name}", total=self._num_batches(loader))
-                    total = 0
-                    for x, y, *_ in islice(loader, self.limit_batches):
-                        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                        counts += self.evaluate_batch(explainer, name, x, y)
-                        total += y.shape[0]
-                        bar.advance(task)
-                    correct[name] = counts
-        finally:
-            model.train(was_training)
-        if total == 0:
-            raise ValueError("the loader yielded no batches")
+        correct, total = sum_per_method(  # method -> (orders, levels) counts
+            explainer, loader, lambda name, batch: self.evaluate_batch(explainer, name, *batch[:2]),
+            "ROAD", self.limit_batches, self.progress)
         accuracy = {order: {name: (c[i].double() / total).tolist() for name, c in correct.items()}
                     for i, order in enumerate(ORDERS)}
         auc = {order: {name: area_under_curve(self.levels, acc) for name, acc in curves.items()}
@@ -214,13 +190,6 @@ class Road:
         if isinstance(methods, Mapping):
             return {**methods, "random": get_method("random")}
         return [*methods, "random"]
-
-    def _num_batches(self, loader: Iterable) -> int | None:
-        """Batches per method, for the progress bar (``None``: unknown)."""
-        n = len(loader) if isinstance(loader, Sized) else None
-        if self.limit_batches is not None:
-            n = self.limit_batches if n is None else min(n, self.limit_batches)
-        return n
 
 
 __all__ = ["ORDERS", "Road", "RoadResult"]

@@ -21,19 +21,16 @@ that method's time profile; the two baselines are not interchangeable.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence, Sized
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from itertools import islice
 from typing import Any, ClassVar
 
 import torch
-from rich.progress import Progress
 from torch import Tensor, nn
 
-from sgt.checks import check_int
 from sgt.errors import SettingError
 from sgt.evaluation.accuracy_drop import area_under_curve
-from sgt.evaluation.base import RESULTS, check_methods
+from sgt.evaluation.base import RESULTS, check_limit_batches, check_methods, sum_per_method
 from sgt.features import TimeSeriesModality
 from sgt.saliency import Attribution, Explainer, ModalityForward, Output, check_output
 
@@ -267,11 +264,9 @@ class TimeSeriesMetrics:
             raise SettingError(f"levels must lie strictly between 0 and 1 (0 and 1 are "
                                f"masked-accuracy points only), got {self.levels}")
         self.masked_levels = _check_levels(masked_levels, "masked_levels", 0.0, 1.0)
-        if limit_batches is not None:
-            check_int(limit_batches, "limit_batches")
         check_output(output, "output")
         self.seed, self.output = seed, output
-        self.limit_batches, self.progress = limit_batches, progress
+        self.limit_batches, self.progress = check_limit_batches(limit_batches), progress
 
     def evaluate_batch(self, explainer: Explainer, name: str, x: Tensor, y: Tensor,
                        truth: Tensor, background: Tensor) -> dict[str, Tensor]:
@@ -315,30 +310,12 @@ class TimeSeriesMetrics:
         check_methods(methods)
         explainer = Explainer(ModalityForward(model, modality or TimeSeriesModality(),
                                               self.output), methods, self.seed)
-        device = explainer.device
-        was_training = model.training
-        model.eval()
-        totals: dict[str, dict[str, Tensor]] = {}
-        total = 0
-        try:
-            with Progress(disable=not self.progress, transient=True) as bar:
-                for name in explainer.methods:
-                    task = bar.add_task(f"time-series metrics: {name}",
-                                        total=self._num_batches(loader))
-                    sums: dict[str, Tensor] = {}
-                    total = 0
-                    for batch in islice(loader, self.limit_batches):
-                        x, y, truth, background = self._unpack(batch, device)
-                        for key, value in self.evaluate_batch(explainer, name, x, y, truth,
-                                                              background).items():
-                            sums[key] = sums[key] + value if key in sums else value
-                        total += y.shape[0]
-                        bar.advance(task)
-                    totals[name] = sums
-        finally:
-            model.train(was_training)
-        if total == 0:
-            raise ValueError("the loader yielded no batches")
+
+        def step(name: str, batch: Sequence[Tensor]) -> dict[str, Tensor]:
+            return self.evaluate_batch(explainer, name, *self._unpack(batch))
+
+        totals, total = sum_per_method(explainer, loader, step, "time-series metrics",
+                                       self.limit_batches, self.progress)
         curves = {curve: {name: (s[curve].double() / s[f"{curve}_count"]).tolist()
                           for name, s in totals.items()} for curve in CURVES}
         accuracy = {name: _stay_at_zero((s["correct"].double() / total).tolist())
@@ -346,20 +323,13 @@ class TimeSeriesMetrics:
         return TimeSeriesResult(self.levels, curves, self.masked_levels, accuracy, total)
 
     @staticmethod
-    def _unpack(batch: Sequence[Tensor], device: torch.device) -> tuple[Tensor, ...]:
+    def _unpack(batch: Sequence[Tensor]) -> tuple[Tensor, ...]:
         if len(batch) < 4:
             raise SettingError(
                 f"time-series metrics need batches (x, y, truth, background), got "
                 f"{len(batch)} entries; evaluate on TimeSeriesDataModule's test loader")
-        x, y, truth, background = (t.to(device, non_blocking=True) for t in batch[:4])
+        x, y, truth, background = batch[:4]
         return x, y, truth.bool(), background.to(x.dtype)
-
-    def _num_batches(self, loader: Iterable) -> int | None:
-        """Batches per method, for the progress bar (``None``: unknown)."""
-        n = len(loader) if isinstance(loader, Sized) else None
-        if self.limit_batches is not None:
-            n = self.limit_batches if n is None else min(n, self.limit_batches)
-        return n
 
 
 def _stay_at_zero(accuracy: list[float]) -> list[float]:
