@@ -89,6 +89,7 @@ def test_resuming_a_finished_run_changes_nothing_and_says_so(finished: Path,
                data=data)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "is a finished run" in proc.stdout and "trainer.max_epochs=<more than 1>" in proc.stdout
+    assert proc.stdout.count("trainer.max_epochs=") == 1  # the suggestion replaces the run's own
     assert snapshot(finished) == before  # byte for byte, and no new file
 
 

@@ -59,12 +59,14 @@ def changed_settings(saved: DictConfig, now: DictConfig) -> dict[str, tuple[Any,
             if not _free(k) and old.get(k) != new.get(k)}
 
 
-def resume_command(run_dir: Path) -> str:
-    """The command that resumes ``run_dir`` with the overrides it was started with."""
+def resume_command(run_dir: Path, *changes: str) -> str:
+    """The command that resumes ``run_dir`` with the overrides it was started with, and
+    ``changes`` (``key=value``) in place of the run's own values of those keys."""
+    replaced = tuple(change.split("=", 1)[0] + "=" for change in changes)
     overrides_file = run_dir / ".hydra" / "overrides.yaml"
     overrides = [o for o in (OmegaConf.load(overrides_file) if overrides_file.is_file() else [])
-                 if not o.startswith(("ckpt_path=", "hydra.run.dir="))]
-    return " ".join(["python -m experiments.train", *overrides, "ckpt_path=last",
+                 if not o.lstrip("+~").startswith(("ckpt_path=", "hydra.run.dir=", *replaced))]
+    return " ".join(["python -m experiments.train", *overrides, *changes, "ckpt_path=last",
                      f"hydra.run.dir={run_dir}"])
 
 
@@ -105,5 +107,5 @@ def finished_message(run_dir: Path, done: Mapping[str, Any]) -> str:
         return (f"{run_dir} is a finished run: early stopping ended it after {epochs} epochs; "
                 "nothing was changed (a new run in another hydra.run.dir trains afresh)")
     return (f"{run_dir} is a finished run ({epochs} epochs, max_epochs reached); nothing was "
-            f"changed. To train it longer: {resume_command(run_dir)} "
-            f"trainer.max_epochs=<more than {epochs}>")
+            f"changed. To train it longer: "
+            f"{resume_command(run_dir, f'trainer.max_epochs=<more than {epochs}>')}")
