@@ -24,18 +24,15 @@ from sgt.module import SaliencyGuidedModule
 from tests.conftest import needs_mnist
 
 
-class PoisonBatches(pl.Callback):
-    """Makes the network return NaN logits on the chosen training batches, and writes to
-    ``record`` whether each batch's optimizer step changed any weight."""
+class NaNLogits(pl.Callback):
+    """Makes the network return NaN logits on the chosen training batches."""
 
-    def __init__(self, batches: list[int], record: str) -> None:
-        self.batches, self.record = set(batches), Path(record)
-        self.updated: dict[int, bool] = {}
+    def __init__(self, batches: set[int]) -> None:
+        self.batches = batches
         self._hook: torch.utils.hooks.RemovableHandle | None = None
 
     def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule,
                              batch: object, batch_idx: int) -> None:
-        self._before = [p.detach().clone() for p in module.parameters()]
         if batch_idx in self.batches:
             self._hook = module.net.register_forward_hook(lambda m, args, out: out * torch.nan)
 
@@ -44,6 +41,25 @@ class PoisonBatches(pl.Callback):
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
+
+
+class PoisonBatches(NaNLogits):
+    """:class:`NaNLogits` from the CLI; writes to ``record`` whether each batch's optimizer
+    step changed any weight."""
+
+    def __init__(self, batches: list[int], record: str) -> None:
+        super().__init__(set(batches))
+        self.record = Path(record)
+        self.updated: dict[int, bool] = {}
+
+    def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule,
+                             batch: object, batch_idx: int) -> None:
+        self._before = [p.detach().clone() for p in module.parameters()]
+        super().on_train_batch_start(trainer, module, batch, batch_idx)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule,
+                           outputs: object, batch: object, batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, module, outputs, batch, batch_idx)
         self.updated[batch_idx] = any(not torch.equal(before, p) for before, p
                                       in zip(self._before, module.parameters(), strict=True))
 
@@ -162,24 +178,17 @@ class TinyRun:
             trainer.fit(self.module, train_dataloaders=loader)
 
 
-class Poison(pl.Callback):
+class Poison(NaNLogits):
     """NaN logits on the run's bad batch; opens the batch's read count."""
 
     def __init__(self, run: TinyRun) -> None:
+        super().__init__({run.bad_batch})
         self.run = run
-        self._hook: torch.utils.hooks.RemovableHandle | None = None
 
     def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule,
                              batch: object, batch_idx: int) -> None:
         self.run.reads.append(0)
-        if batch_idx == self.run.bad_batch:
-            self._hook = module.net.register_forward_hook(lambda m, args, out: out * torch.nan)
-
-    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule,
-                           outputs: object, batch: object, batch_idx: int) -> None:
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
+        super().on_train_batch_start(trainer, module, batch, batch_idx)
 
 
 def tiny_run(policy: str, bad_batch: int, device: str = "cpu",

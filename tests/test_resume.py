@@ -28,8 +28,9 @@ RUN = [*CPU_TEST_OVERRIDES, "trainer.deterministic=true", "trainer.max_epochs=2"
 
 
 class PauseAt(pl.Callback):
-    """Creates ``flag`` when training reaches ``batch`` of ``epoch``, then waits to be
-    killed there: a kill at a known point in the middle of an epoch."""
+    """Creates ``flag`` when training reaches ``batch`` of ``epoch``, then waits there (at
+    most 10 minutes) until the process is killed or Lightning has received SIGTERM: a stop
+    at a known point in the middle of an epoch."""
 
     def __init__(self, epoch: int, batch: int, flag: str) -> None:
         self.at, self.flag = (epoch, batch), Path(flag)
@@ -38,7 +39,9 @@ class PauseAt(pl.Callback):
                              batch: object, batch_idx: int) -> None:
         if (trainer.current_epoch, batch_idx) == self.at:
             self.flag.touch()
-            time.sleep(600)
+            deadline = time.monotonic() + 600
+            while not trainer.received_sigterm and time.monotonic() < deadline:
+                time.sleep(0.05)
 
 
 def start_cli(log: Path, *overrides: str) -> subprocess.Popen:
@@ -121,26 +124,12 @@ def test_best_validation_accuracy_survives_a_checkpoint() -> None:
     assert float(restored.val_acc_best.compute()) == 0.75
 
 
-class PauseUntilSigterm(pl.Callback):
-    """Creates ``flag`` at ``batch`` of ``epoch`` and waits there until SIGTERM arrives."""
-
-    def __init__(self, epoch: int, batch: int, flag: str) -> None:
-        self.at, self.flag = (epoch, batch), Path(flag)
-
-    def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule,
-                             batch: object, batch_idx: int) -> None:
-        if (trainer.current_epoch, batch_idx) == self.at:
-            self.flag.touch()
-            while not trainer.received_sigterm:
-                time.sleep(0.05)
-
-
 @needs_mnist
 def test_sigterm_exits_non_zero_and_says_how_to_resume(tmp_path: Path) -> None:
     """What Slurm, `timeout` and `docker stop` send: the run must not report success."""
     run, flag, log = tmp_path / "run", tmp_path / "paused", tmp_path / "term.log"
     proc = start_cli(log, f"hydra.run.dir={run}", "trainer.enable_progress_bar=false",
-                     "+callbacks.pause._target_=tests.test_resume.PauseUntilSigterm",
+                     "+callbacks.pause._target_=tests.test_resume.PauseAt",
                      "+callbacks.pause.epoch=1", "+callbacks.pause.batch=2",
                      f"+callbacks.pause.flag={flag}")
     try:
