@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -50,8 +50,6 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks.progress import ProgressBar
 from rich.console import Console
@@ -60,6 +58,7 @@ from torch import Tensor, nn
 
 from experiments.runs import evaluation as run_evaluation
 from experiments.runs.build import build, instantiate_list
+from experiments.runs.compose import compose_config
 from experiments.runs.files import resolve_run, write_json_atomic
 from experiments.runs.timing import Phases, StepWindow, import_seconds, synchronize
 from sgt.data import InMemoryDataModule
@@ -128,16 +127,6 @@ class PhaseRow:
 
 
 # -- configs, data and modules from the real configs ---------------------------------------
-def compose_config(config_name: str, overrides: Sequence[str]) -> DictConfig:
-    """``configs/<config_name>`` composed as the CLI composes it."""
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "configs")):
-            return compose(config_name, overrides=list(overrides))
-    finally:
-        GlobalHydra.instance().clear()
-
-
 def device_overrides(device: torch.device) -> list[str]:
     return ["trainer.accelerator=" + ("gpu" if device.type == "cuda" else "cpu"),
             "trainer.devices=1"]

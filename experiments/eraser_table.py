@@ -48,7 +48,6 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +55,9 @@ from rich.console import Console
 from rich.table import Table
 
 from experiments.runs.cli import USER_ERROR, fail
+from experiments.runs.compose import hydra_value, new_dated_folder
 from experiments.runs.files import read_metrics, write_json_atomic
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TASKS = ("movies", "fever", "esnli")
 METHODS = ("grad", "integrated_gradients", "smoothgrad", "random")
 METHOD_NAMES = {"grad": "Gradient", "integrated_gradients": "Integrated Gradients",
@@ -135,14 +134,6 @@ class Job:
             Counter(labels).values()) / len(labels)
 
 
-def hydra_value(path: Path) -> str:
-    """A path as a Hydra override value (quoted when Hydra's grammar needs it)."""
-    text = str(path)
-    if re.fullmatch(r"[\w./-]+", text):
-        return text
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def job_overrides(task: str, preset: str, common: Sequence[str], model: str,
                   sgt: Sequence[str], evaluation: Sequence[str], methods: Sequence[str],
                   seed: int | None, epochs: int | None) -> list[str]:
@@ -162,28 +153,22 @@ def preflight(overrides: Sequence[str]) -> None:
     and look for the data: a bad setting or missing data fails here, before any job starts
     (one ``error:`` line, exit 2, nothing written)."""
     import hydra
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    import experiments.runs  # noqa: F401  (the library's defaults as config nodes)
     from experiments.runs.checks import validate
     from experiments.runs.cli import call_library
+    from experiments.runs.compose import compose_config
     from sgt.errors import SGTError
 
-    GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS)):
-            cfg = compose("train.yaml", overrides=list(overrides))
+        cfg = compose_config("train.yaml", overrides)
         validate(cfg)
         call_library("dataset", lambda: hydra.utils.instantiate(cfg.dataset)).prepare_data()
     except SGTError as err:
         fail(str(err))
     except (HydraException, OmegaConfBaseException) as err:
         fail(f"bad override: {err}")
-    finally:
-        GlobalHydra.instance().clear()
 
 
 def run_job(job: Job, console: Console) -> None:
@@ -314,22 +299,13 @@ def write_table(out: Path, task: str, rows: Sequence[dict[str, Any]], jobs: Sequ
 # -- the command line ---------------------------------------------------------------------
 def new_folder(requested: Path | None) -> Path:
     """``--out`` (which must not exist yet) or a new ``outputs/eraser_table/<time>[_n]``."""
-    if requested is not None:
-        try:
-            requested.mkdir(parents=True)
-        except FileExistsError:
-            fail(f"--out {requested} already exists; give a new folder (nothing is "
-                 "overwritten)")
-        return requested.resolve()
-    base = Path("outputs/eraser_table") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    n = 1
-    while True:
-        folder = base if n == 1 else base.with_name(f"{base.name}_{n}")
-        try:
-            folder.mkdir(parents=True)
-            return folder.resolve()
-        except FileExistsError:
-            n += 1
+    if requested is None:
+        return new_dated_folder(Path("outputs/eraser_table"))
+    try:
+        requested.mkdir(parents=True)
+    except FileExistsError:
+        fail(f"--out {requested} already exists; give a new folder (nothing is overwritten)")
+    return requested.resolve()
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:

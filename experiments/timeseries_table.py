@@ -37,7 +37,6 @@ import argparse
 import csv
 import json
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -45,12 +44,10 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import hydra
-from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -58,6 +55,7 @@ from rich.table import Table
 
 from experiments.runs.checks import validate
 from experiments.runs.cli import call_library, fail
+from experiments.runs.compose import compose_config, hydra_value, new_dated_folder
 from experiments.runs.files import (
     claim_stem,
     latest_result,
@@ -146,16 +144,6 @@ def job_overrides(arch: str, layout: str, process: str, regime: str,
             *overrides, *(["sgt.k=0"] if regime == "regular" else [])]
 
 
-def _hydra_value(path: Path) -> str:
-    """``path`` as a Hydra override value (quoted where its grammar needs it)."""
-    text = str(path)
-    if re.fullmatch(r"[\w./:-]+", text):
-        return text
-    if "'" in text or "\\" in text:
-        raise SettingError(f"--out-root: Hydra cannot take this path as a value: {text}")
-    return f"'{text}'"
-
-
 def plan_jobs(grid: dict[str, list[str]], overrides: Sequence[str], out_dir: Path
               ) -> list[Job]:
     """Every job of the grid, the costliest first (SGT before regular)."""
@@ -168,7 +156,7 @@ def plan_jobs(grid: dict[str, list[str]], overrides: Sequence[str], out_dir: Pat
                     log = out_dir / "logs" / f"{arch}_{layout}_{process}_{regime}.log"
                     command = [sys.executable, "-m", "experiments.train",
                                *job_overrides(arch, layout, process, regime, overrides),
-                               f"hydra.run.dir={_hydra_value(run_dir)}"]
+                               f"hydra.run.dir={hydra_value(run_dir)}"]
                     jobs.append(Job(arch, layout, process, regime, str(run_dir), str(log),
                                     command))
     return jobs
@@ -177,9 +165,8 @@ def plan_jobs(grid: dict[str, list[str]], overrides: Sequence[str], out_dir: Pat
 def compose_job(job: Job, overrides: Sequence[str]) -> DictConfig:
     """The config ``experiments.train`` composes for ``job`` (without Hydra's own keys)."""
     try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "configs")):
-            return compose("train.yaml", overrides=job_overrides(
-                job.arch, job.layout, job.process, job.regime, overrides))
+        return compose_config("train.yaml", job_overrides(
+            job.arch, job.layout, job.process, job.regime, overrides))
     except HydraException as err:  # an override Hydra cannot apply (a bad group or key)
         raise SettingError(f"overrides: {err}") from None
 
@@ -206,19 +193,6 @@ def check_jobs(jobs: Sequence[Job], overrides: Sequence[str]
             composed[k].dataset, layout=j.layout, process=j.process))
         datamodules.setdefault(datamodule.spec, datamodule)
     return composed, list(datamodules.values())
-
-
-def new_output_dir(root: Path) -> Path:
-    """``root/<time>``, or ``<time>_2``, … : a folder no earlier invocation used."""
-    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    n = 1
-    while True:
-        path = root / (stamp if n == 1 else f"{stamp}_{n}")
-        try:
-            path.mkdir(parents=True)
-            return path.resolve()
-        except FileExistsError:
-            n += 1
 
 
 # -- running -----------------------------------------------------------------------------
@@ -507,7 +481,7 @@ def start(args: argparse.Namespace, console: Console) -> tuple[Path, dict[str, A
     if args.dry_run:
         console.print("\n".join(shlex.join(job.command) for job in probe), soft_wrap=True)
         return None
-    out_dir = new_output_dir(args.out_root)
+    out_dir = new_dated_folder(args.out_root)
     jobs = plan_jobs(grid, args.overrides, out_dir)
     sgt = [cfg for (_, regime), cfg in composed.items() if regime == "sgt"]
     settings = {**grid, "overrides": list(args.overrides),
