@@ -205,8 +205,10 @@ def table_rows(task: str, methods: Sequence[str], jobs: Sequence[Job]) -> list[d
     for method in methods:
         for job in jobs:
             e = job.eraser
-            ours = {key: e[key].get(method) for key in ("comprehensiveness", "sufficiency",
-                                                         "token_f1", "auprc")}
+            ours = {key: e[field].get(method) for key, field in (
+                ("comprehensiveness", "comprehensiveness_aopc"),
+                ("sufficiency", "sufficiency_aopc"), ("token_f1", "token_f1_macro"),
+                ("auprc", "token_auprc"))}
             rows.append({
                 "task": task, "method": method, "model": job.model, **ours,
                 "poster_comprehensiveness": poster_value(task, "comprehensiveness", method,
@@ -245,7 +247,8 @@ def markdown(task: str, rows: Sequence[dict[str, Any]], jobs: Sequence[Job]) -> 
         "",
         "AOPC over 1, 5, 10, 20 and 50 % of the document tokens (docs/paper.md §3(c)); each "
         "cell is ours, with the poster's number in brackets (docs/paper.md §4.1). Token F1 "
-        "and AUPRC score the saliency against the human rationales (not in the poster). The "
+        "(macro) and AUPRC score the saliency against the human rationales as ERASER's "
+        "scorer does (not in the poster). The "
         "poster's Random column is one number; it stands beside both of our models.",
         "",
         *lines,

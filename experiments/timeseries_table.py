@@ -361,8 +361,10 @@ def markdown(rows: Sequence[dict[str, Any]], job_rows: Sequence[dict[str, Any]],
         "",
         "Diff(AUP), Diff(AUR): the method's weighted AUP (AUR) minus the `random` baseline's, "
         "averaged over the datasets whose model reached the accuracy threshold; each cell is "
-        "`regular / SGT` (the poster's `Trad. / Sal.`). Our `random` is an i.i.d. uniform map, "
-        "the benchmark's a permuted saliency map (sgt/evaluation/timeseries.py).",
+        "`regular / SGT` (the poster's `Trad. / Sal.`). `random` is the benchmark's: another "
+        "method's map with its features permuted (docs/paper.md §3(d)). The benchmark trains "
+        "to 99 % accuracy and keeps the best *test* checkpoint; these models train up to 50 "
+        "epochs and are selected on validation loss.",
         "",
         f"- grid: {', '.join(settings['archs'])} × {', '.join(settings['layouts'])} × "
         f"{', '.join(settings['processes'])}",

@@ -10,8 +10,10 @@ talk to this interface, so a new modality never touches them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from sgt.errors import SettingError
@@ -129,6 +131,13 @@ class TextModality(Modality):
         """Logits of raw ids ``(B, L)``: the model reads every token but padding."""
         return model.classify(model.embed(x), x != self.pad_id)
 
+    def documents(self, x: Tensor) -> Tensor:
+        """``(B, L)`` which document of its row each position belongs to (0 = the first),
+        counted by the separators before it; the query's positions get -1."""
+        if self.sep_id is None:
+            return torch.zeros_like(x)
+        return (x == self.sep_id).cumsum(1) - int(self.has_query)
+
     @staticmethod
     def read_positions(valid: Tensor) -> Tensor:
         """``(B, L)`` bool: every position up to each row's last feature (what the model
@@ -154,21 +163,43 @@ def get_modality(name: str, **kwargs) -> Modality:
     return MODALITIES[name](**kwargs)
 
 
-def feature_saliency(modality: Modality, grad: Tensor, abs: bool = False) -> Tensor:
-    """Per-feature saliency ``(B, N)``: mean over the values masked together.
+# How a feature's values (an RGB pixel's channels, a token's embedding) reduce to one score.
+FEATURE_SCORES: dict[str, Callable[[Tensor], Tensor]] = {
+    "mean": lambda v: v.mean(dim=2),  # signed mean: the SGT training step (docs/paper.md §1.2)
+    "abs_mean": lambda v: v.mean(dim=2).abs(),  # |mean|: the SGT accuracy drop (§3(a))
+    "mean_abs": lambda v: v.abs().mean(dim=2),  # mean of |values|
+    "signed_sum": lambda v: v.sum(dim=2),  # signed sum: ROAD's ranking (§3(f))
+}
 
-    The signed channel mean matches the original code; ``abs`` is applied after the mean.
-    """
-    sal = modality.to_features(grad).mean(dim=2)
-    return sal.abs() if abs else sal
+
+def check_feature_score(name: object, key: str = "feature_score") -> str:
+    """The one check of a feature-score name, naming the allowed ones."""
+    if not isinstance(name, str) or name not in FEATURE_SCORES:
+        raise SettingError(f"{key} must be one of {list(FEATURE_SCORES)}, got {name!r}")
+    return name
+
+
+def feature_scores(modality: Modality, values: Tensor, how: str = "abs_mean") -> Tensor:
+    """Per-feature scores ``(B, N)`` of ``values`` shaped like the saliency tensor, reduced
+    over the values masked together as ``how`` (:data:`FEATURE_SCORES`) says."""
+    return FEATURE_SCORES[check_feature_score(how)](modality.to_features(values))
+
+
+def feature_saliency(modality: Modality, grad: Tensor, abs: bool = False) -> Tensor:
+    """Per-feature saliency ``(B, N)`` of the training step: the signed mean over the values
+    masked together, as the original code; ``abs`` is applied after the mean."""
+    return feature_scores(modality, grad, "abs_mean" if abs else "mean")
 
 
 __all__ = [
+    "FEATURE_SCORES",
     "MODALITIES",
     "ImageModality",
     "Modality",
     "TextModality",
     "TimeSeriesModality",
+    "check_feature_score",
     "feature_saliency",
+    "feature_scores",
     "get_modality",
 ]

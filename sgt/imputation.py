@@ -25,6 +25,8 @@ a few copies of the batch, and the iterations needed grow with the image side, n
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -119,19 +121,29 @@ class NoisyLinearFill:
 
     Args:
         noise: standard deviation of the Gaussian noise added to every imputed value, in
-            the input's units (the reference's default 0.01). The reference imputes raw
-            ``[0, 1]`` pixels; the imputation itself commutes with per-channel normalisation,
-            the noise does not: on normalised inputs pass ``0.01 / std`` to match it
-            (CIFAR-10 with the ImageNet std ≈ 0.044, MNIST ≈ 0.032; docs/paper.md §3(f)).
+            ``[0, 1]`` pixel units, as the reference adds it to ``ToTensor`` images before
+            normalising them (its default 0.01).
+        input_std: the per-channel std the inputs were normalised with
+            (``x = (pixel - mean) / std``): the noise is divided by it, so ``noise`` means
+            the same on every dataset (MNIST: ``(0.3081,)``; CIFAR-10 here: the ImageNet
+            std). ``None``: the inputs are pixels (or already in the noise's units). The
+            imputation itself commutes with a per-channel affine normalisation: each value
+            is a mean with weights summing to 1 (docs/paper.md §3(f)).
         tol, max_iter: the solver's (see :func:`linear_imputation`).
     """
 
-    def __init__(self, noise: float = 0.01, tol: float = 1e-8, max_iter: int | None = None
-                 ) -> None:
+    def __init__(self, noise: float = 0.01, input_std: Sequence[float] | None = None,
+                 tol: float = 1e-8, max_iter: int | None = None) -> None:
         if (isinstance(noise, bool) or not isinstance(noise, (int, float))
                 or not 0 <= noise < float("inf")):
             raise SettingError(f"noisy_linear noise must be a finite standard deviation >= 0, "
                                f"got {noise!r}")
+        if input_std is not None and (
+                isinstance(input_std, (str, bytes)) or not isinstance(input_std, Sequence)
+                or not input_std or any(isinstance(v, bool) or not isinstance(v, (int, float))
+                                        or not 0 < v < float("inf") for v in input_std)):
+            raise SettingError(f"noisy_linear input_std must list one positive std per "
+                               f"channel (or be null), got {input_std!r}")
         if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < 1:
             raise SettingError(f"noisy_linear tol must be a number in (0, 1), got {tol!r}")
         if max_iter is not None and (isinstance(max_iter, bool) or not isinstance(max_iter, int)
@@ -139,6 +151,17 @@ class NoisyLinearFill:
             raise SettingError(f"noisy_linear max_iter must be a positive integer or null, "
                                f"got {max_iter!r}")
         self.noise, self.tol, self.max_iter = float(noise), float(tol), max_iter
+        self.input_std = None if input_std is None else tuple(float(v) for v in input_std)
+
+    def noise_std(self, channels: int, like: Tensor) -> Tensor:
+        """``(C,)`` the noise's std in the input's units: ``noise / input_std``."""
+        if self.input_std is None:
+            return torch.full((channels,), self.noise, dtype=like.dtype, device=like.device)
+        if len(self.input_std) != channels:
+            raise SettingError(f"noisy_linear input_std has {len(self.input_std)} value(s) "
+                               f"but the inputs have {channels} channel(s); give one std per "
+                               f"channel")
+        return self.noise / torch.tensor(self.input_std, dtype=like.dtype, device=like.device)
 
     def __call__(self, features: Tensor, *, selected: Tensor, valid: Tensor | None,
                  generator: torch.Generator | None, grid: tuple[int, ...]) -> Tensor:
@@ -151,13 +174,14 @@ class NoisyLinearFill:
         if valid is not None:
             raise SettingError("the noisy_linear fill cannot skip padding (text); choose "
                                "another fill for this modality")
+        std = self.noise_std(channels, features)
         # (B, N, C) -> (B, C, H, W): N runs over the grid row by row
         images = features.transpose(1, 2).reshape(batch, channels, *grid)
         imputed = linear_imputation(images, selected.reshape(batch, *grid), self.tol,
                                     self.max_iter)
         imputed = imputed.to(features.dtype).flatten(2).transpose(1, 2)  # (B, N, C)
         if self.noise:
-            imputed = imputed + self.noise * torch.randn(
+            imputed = imputed + std * torch.randn(
                 features.shape, generator=generator, device=features.device,
                 dtype=features.dtype)
         return torch.where(selected.unsqueeze(-1), imputed, features)

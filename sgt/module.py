@@ -96,7 +96,7 @@ class SaliencyGuidedModule(pl.LightningModule):
         abs: rank by |saliency| instead of the signed value (the original used signed).
         saliency_mode: ``eval`` computes saliency with dropout/BatchNorm frozen (as the
             original); ``train`` reuses the training forward (one forward fewer).
-        saliency_output: differentiate the target ``logit`` or its ``log_prob``.
+        saliency_output: differentiate the target ``logit``, its ``log_prob`` or its ``prob``.
         modality: what a feature is (``image``, ``timeseries``, ``text``).
         concat_forward: run clean and masked inputs as one batch (one forward; BatchNorm
             statistics then mix both).

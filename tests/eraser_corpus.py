@@ -150,7 +150,7 @@ def trained_bilstm(tmp: str, steps: int = 100):
         optimizer = torch.optim.Adam(net.parameters(), lr=1e-2, weight_decay=1e-2)
         step = 0
         while step < steps:
-            for x, y, _ in dm.train_dataloader():
+            for x, y, *_ in dm.train_dataloader():
                 loss = torch.nn.functional.cross_entropy(net(x), y)
                 optimizer.zero_grad()
                 loss.backward()

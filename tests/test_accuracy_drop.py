@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from sgt.errors import SettingError
 from sgt.evaluation import LEVELS, AccuracyDrop, AccuracyDropResult, area_under_curve
 from sgt.features import ImageModality
-from sgt.saliency import ModalityForward
+from sgt.saliency import ModalityForward, feature_ranks
 
 INFORMATIVE = [5, 10, 13]  # of the 16 pixels of a 4 × 4 image; the top-left (0) is not one
 
@@ -68,7 +68,8 @@ def test_each_level_replaces_exactly_the_stated_fraction_of_top_features(channel
     metric = AccuracyDrop(fill="constant", fill_args={"value": 99.0}, progress=False)
     z = torch.randn(4, channels, 10, 10)
     scores = torch.rand(4, 100)
-    perturbed = metric.perturb(ImageModality(), z, scores, None, torch.Generator())
+    perturbed = metric.perturb(ImageModality(), z, feature_ranks(scores), None,
+                               torch.Generator())
     assert perturbed.shape == (len(LEVELS), *z.shape)
     changed = (perturbed == 99.0).flatten(3)  # (levels, B, C, N)
     assert changed.all(2).eq(changed.any(2)).all()  # a pixel's channels go together
@@ -77,6 +78,32 @@ def test_each_level_replaces_exactly_the_stated_fraction_of_top_features(channel
         assert mask.sum(1).tolist() == [count] * 4
         top = scores.topk(count, dim=1).indices if count else torch.empty(4, 0).long()
         assert mask.gather(1, top).all()
+
+
+def test_a_constant_map_removes_scattered_pixels_not_rows() -> None:
+    """Every score tied: the method's random keys decide, the same in every batch."""
+    def constant(forward, z, target, valid, generator):
+        return torch.ones_like(z)
+
+    removed = []
+
+    class Recording(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(()))  # a device to explain on
+
+        def forward(self, x: Tensor) -> Tensor:
+            removed.append((x == 99.0).flatten(1))
+            return self.scale * torch.zeros(x.shape[0], 2)
+
+    x = torch.randn(6, 1, 16, 16)
+    AccuracyDrop(levels=(0.5,), fill="constant", fill_args={"value": 99.0}, progress=False)(
+        Recording(), [(x[:3], torch.zeros(3).long()), (x[3:], torch.zeros(3).long())],
+        {"constant": constant})
+    masks = torch.cat(removed).view(-1, 16, 16)
+    assert masks.sum((1, 2)).tolist() == [128] * 6
+    assert all(torch.equal(m, masks[0]) for m in masks)
+    assert int(masks[0].sum(1).min()) >= 2 and int(masks[0].sum(1).max()) <= 14
 
 
 def test_attributions_are_computed_once_per_batch_and_method() -> None:
@@ -121,7 +148,7 @@ def test_result_round_trips_and_tabulates() -> None:
     ({"levels": (0.0, 1.0)}, r"each of levels must be a fraction in \[0, 1\)"),
     ({"levels": ()}, "levels must list at least one fraction"),
     ({"fill": "nope"}, "unknown fill 'nope'"),
-    ({"output": "prob"}, "output must be one of"),
+    ({"output": "probability"}, "output must be one of"),
     ({"limit_batches": 0}, "limit_batches must be a positive integer"),
     ({"limit_batches": True}, "limit_batches must be a positive integer"),
 ])

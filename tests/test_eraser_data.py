@@ -32,7 +32,7 @@ def test_round_trip_of_tokens_rationales_and_padding(tmp_path: Path, task: str) 
     dm, written = datamodule(tmp_path, task)
     dm.setup()
     for split in ("train", "val", "test"):
-        ids, labels, rationale = dm.splits[split]
+        ids, labels, rationale, doc_lengths, doc_rationale = dm.splits[split]
         meta = dm.eraser_split(split)
         assert ids.dtype == torch.int64 and rationale.dtype == torch.bool
         assert len(meta) == len(written[split]) == len(ids)
@@ -56,6 +56,11 @@ def test_round_trip_of_tokens_rationales_and_padding(tmp_path: Path, task: str) 
             assert torch.equal(rationale[i], want)
             assert meta.doc_lengths[i, : len(inst.docids)].tolist() == [
                 len(inst.docs[d]) for d in inst.docids]
+            # batches carry each document's whole length and whole rationale's length
+            assert torch.equal(doc_lengths[i], meta.doc_lengths[i])
+            assert doc_rationale[i, : len(inst.docids)].tolist() == [
+                len({t for docid, s, e in inst.evidence if docid == d for t in range(s, e)})
+                for d in inst.docids]
     assert dm.classes == eraser.TASKS[task].classes
 
 
@@ -92,7 +97,7 @@ def test_esnli_separator_between_premise_and_hypothesis_is_no_feature(tmp_path: 
 def test_max_length_cuts_rows_and_their_rationale(tmp_path: Path) -> None:
     dm, written = datamodule(tmp_path, "fever", max_length=8)
     dm.setup()
-    ids, _, rationale = dm.splits["test"]
+    ids, _, rationale, doc_lengths, doc_rationale = dm.splits["test"]
     meta = dm.eraser_split("test")
     assert ids.shape[1] == 8
     for i, inst in enumerate(written["test"]):
@@ -104,6 +109,10 @@ def test_max_length_cuts_rows_and_their_rationale(tmp_path: Path) -> None:
         for _, s, e in inst.evidence:
             want[start + s: min(start + e, 8)] = True
         assert torch.equal(rationale[i], want)
+        # what was cut is still counted: the whole document and the whole rationale
+        assert doc_lengths[i, 0] == doc
+        assert doc_rationale[i, 0] == len({t for _, s, e in inst.evidence for t in range(s, e)})
+    assert bool((doc_rationale.sum(1) > rationale.sum(1)).any())  # some rationale was cut
 
 
 def test_vocabulary_frequency_order_min_freq_and_size() -> None:

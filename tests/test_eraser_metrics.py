@@ -1,4 +1,5 @@
-"""ERASER metrics: hand-computed on a bag-of-words model, then on the planted-word corpus."""
+"""ERASER metrics: hand-computed on a bag-of-words model (whole and cut documents), then on
+the planted-word corpus."""
 
 from __future__ import annotations
 
@@ -95,21 +96,93 @@ def test_comprehensiveness_and_sufficiency_match_hand_computed_values() -> None:
     suff_b = [-0.05, -0.05, -0.05, -0.05, 0.25]
     comp = [full_a - p0(s) for s in comp_a] + [full_b - p0(s) for s in comp_b]
     suff = [full_a - p0(s) for s in suff_a] + [full_b - p0(s) for s in suff_b]
-    assert result.comprehensiveness["weight"] == pytest.approx(sum(comp) / 10, abs=1e-6)
-    assert result.sufficiency["weight"] == pytest.approx(sum(suff) / 10, abs=1e-6)
-    assert result.comprehensiveness_bins["weight"] == pytest.approx(
+    assert result.comprehensiveness_aopc["weight"] == pytest.approx(sum(comp) / 10, abs=1e-6)
+    assert result.sufficiency_aopc["weight"] == pytest.approx(sum(suff) / 10, abs=1e-6)
+    assert result.comprehensiveness_aopc_bins["weight"] == pytest.approx(
         [(comp[i] + comp[5 + i]) / 2 for i in range(5)], abs=1e-6)
     # k = the rationale's length: A 2 (remove 0.9, −0.7 / keep them), B 1
-    assert result.comprehensiveness_rationale["weight"] == pytest.approx(
+    assert result.comprehensiveness_at_rationale["weight"] == pytest.approx(
         (full_a - p0(1.59) + full_b - p0(-0.05)) / 2, abs=1e-6)
-    assert result.sufficiency_rationale["weight"] == pytest.approx(
+    assert result.sufficiency_at_rationale["weight"] == pytest.approx(
         (full_a - p0(0.45) + full_b - p0(0.55)) / 2, abs=1e-6)
-    # top-2 of A = {0.9, −0.7}: 1 of 2 in the rationale; top-1 of B = {0.6}: 1 of 1
-    assert result.token_f1["weight"] == pytest.approx(0.75)
-    assert result.token_f1_micro["weight"] == pytest.approx(2 / 3)
+    # top-2 of A = {0.9, −0.7}: 1 of 2 in the rationale; top-1 of B = {0.6}: 1 of 1;
+    # k is the rationale's length, so precision = recall = F1 per document
+    for kind in ("precision", "recall", "f1"):
+        assert result.__dict__[f"token_{kind}_macro"]["weight"] == pytest.approx(0.75)
+        assert result.__dict__[f"token_{kind}_micro"]["weight"] == pytest.approx(2 / 3)
     # A's curve: (R ½, P 1), (½, ½), (1, ⅔), … -> ½ + ½ (½ + ⅔) / 2; B: 1
-    assert result.auprc["weight"] == pytest.approx((0.5 + 0.5 * (0.5 + 2 / 3) / 2 + 1) / 2)
+    assert result.token_auprc["weight"] == pytest.approx(
+        (0.5 + 0.5 * (0.5 + 2 / 3) / 2 + 1) / 2)
     assert result.accuracy == 0.5 and result.num_samples == 2
+    assert (result.num_documents, result.num_truncated, result.auprc_unscored) == (2, 0, 0)
+
+
+def _cut_batch() -> tuple[Tensor, ...]:
+    """``_batch`` plus a third review C, with the counts of what ``max_length`` cut: A's
+    document has 12 tokens (10 encoded), its rationale a third token past the window; C's
+    has 9 (4 encoded) and its whole rationale (2 tokens) lies past the window."""
+    ids, labels, rationale = _batch()
+    c = torch.tensor([[3, 2, 4, 5, 6, 7] + [0] * 6])
+    ids = torch.cat([ids, c])
+    rationale = torch.cat([rationale, torch.zeros(1, 12, dtype=torch.bool)])
+    return (ids, torch.tensor([0, 1, 0]), rationale, torch.tensor([[12], [4], [9]]),
+            torch.tensor([[3], [1], [2]]))
+
+
+def _pr_area(scores: list[float], truth: list[bool]) -> float:
+    """sklearn's precision-recall curve area, written out: a point per distinct score from
+    the highest, then the trapezoid from (recall 0, precision 1)."""
+    points, positives = [(0.0, 1.0)], sum(truth)
+    for t in sorted(set(scores), reverse=True):
+        hits = [h for s, h in zip(scores, truth, strict=True) if s >= t]
+        points.append((sum(hits) / positives, sum(hits) / len(hits)))
+    return sum((r1 - r0) * (pa + pb) / 2
+               for (r0, pa), (r1, pb) in zip(points, points[1:], strict=False))
+
+
+def test_cut_documents_are_scored_whole_as_erasers_scorer_reads_them() -> None:
+    """The scorer's truth is the whole rationale, cut tokens score 0 and are never
+    predicted, and a review whose rationale lies past the window counts as 0."""
+    result = EraserMetrics(progress=False)(Bag(), [_cut_batch()], {"weight": by_weight},
+                                           FEVER)
+    # k = whole rationale: A 3 -> top-3 {0.9, −0.7, 0.5}: 2 hits of 3 predicted, 3 true;
+    # B as before (1 of 1); C 2 -> top-2 of {0.9, −0.1, 0.5, 0.05}: 0 hits of 2, 2 true
+    hits, predicted, truth = [2, 1, 0], [3, 1, 2], [3, 1, 2]
+    precision = [h / p for h, p in zip(hits, predicted, strict=True)]
+    recall = [h / t for h, t in zip(hits, truth, strict=True)]
+    f1 = [2 * p * r / (p + r) if p and r else 0.0 for p, r in zip(precision, recall,
+                                                                  strict=True)]
+    assert result.token_precision_macro["weight"] == pytest.approx(sum(precision) / 3)
+    assert result.token_recall_macro["weight"] == pytest.approx(sum(recall) / 3)
+    assert result.token_f1_macro["weight"] == pytest.approx(sum(f1) / 3)
+    assert result.token_precision_micro["weight"] == pytest.approx(3 / 6)
+    assert result.token_recall_micro["weight"] == pytest.approx(3 / 6)
+    # AUPRC over whole documents, the cut tokens at score 0 (A: one of its two is rationale)
+    doc_a = [abs(w) for w in DOC_A] + [0.0, 0.0]
+    truth_a = [i in (0, 2) for i in range(10)] + [True, False]
+    doc_c = [abs(w) for w in DOC_A[:4]] + [0.0] * 5
+    truth_c = [False] * 4 + [True, True, False, False, False]
+    expected = [_pr_area(doc_a, truth_a), 1.0, _pr_area(doc_c, truth_c)]
+    assert result.token_auprc["weight"] == pytest.approx(sum(expected) / 3)
+    assert (result.num_documents, result.num_truncated) == (3, 2)
+    assert result.instances["rationale_length"] == [3, 1, 2]
+    # AOPC bins are shares of the whole document by default. A: of 12 tokens, remove
+    # 1, 1, 2, 3, 6 (of its 10 encoded: 1, 1, 1, 2, 5); B as before; C: of 9, remove
+    # 1, 1, 1, 2, 5, i.e. all 4 encoded (0.9, 0.5, −0.1, 0.05 by |weight|)
+    comp_a, comp_b, comp_c = ([0.89, 0.89, 1.59, 1.09, 0.19], [-0.05] * 4 + [0.25],
+                              [0.7, 0.7, 0.7, 0.2, 0.25])
+    expected = [p0(full) - p0(s) for full, scores in ((1.79, comp_a), (0.55, comp_b),
+                                                     (1.6, comp_c)) for s in scores]
+    assert result.comprehensiveness_aopc["weight"] == pytest.approx(sum(expected) / 15,
+                                                                    abs=1e-6)
+    encoded = EraserMetrics(progress=False, bins_of="encoded")(
+        Bag(), [_cut_batch()], {"weight": by_weight}, FEVER)
+    comp_a, comp_c = [0.89, 0.89, 0.89, 1.59, 0.39], [0.7, 0.7, 0.7, 0.7, 0.2]
+    expected = [p0(full) - p0(s) for full, scores in ((1.79, comp_a), (0.55, comp_b),
+                                                     (1.6, comp_c)) for s in scores]
+    assert encoded.comprehensiveness_aopc["weight"] == pytest.approx(sum(expected) / 15,
+                                                                     abs=1e-6)
+    assert encoded.token_f1_macro == result.token_f1_macro
 
 
 def test_deletion_closes_up_the_kept_tokens_in_order() -> None:
@@ -144,6 +217,17 @@ def test_auprc_is_sklearns_curve_area_per_row_with_ties_and_padding() -> None:
         f = features[i]
         p, r, _ = binary_precision_recall_curve(scores[i][f], truth[i][f].long())
         assert ours[i].item() == pytest.approx(auc(r, p).item(), abs=1e-6)
+    # tokens outside the input join as a group at score 0, as the zeros they are
+    unseen = torch.randint(0, 6, (12,), generator=g)
+    unseen_true = (unseen.float() * 0.5).floor().long()
+    cut = auprc(scores, features, truth, unseen, unseen_true)
+    for i in range(1, 12):
+        f = features[i]
+        whole_scores = torch.cat([scores[i][f], torch.zeros(int(unseen[i]))])
+        whole_truth = torch.cat([truth[i][f].long(), torch.ones(int(unseen_true[i])),
+                                 torch.zeros(int(unseen[i] - unseen_true[i]))]).long()
+        p, r, _ = binary_precision_recall_curve(whole_scores, whole_truth)
+        assert cut[i].item() == pytest.approx(auc(r, p).item(), abs=1e-6)
 
 
 def test_the_result_round_trips_and_summarises() -> None:
@@ -151,17 +235,22 @@ def test_the_result_round_trips_and_summarises() -> None:
     back = result_from_dict(json.loads(json.dumps(result.to_dict())))
     assert isinstance(back, EraserResult) and back == result
     assert RESULTS.get("eraser") is EraserResult
-    assert set(result.summary()) == {"accuracy", "comprehensiveness/weight",
-                                     "sufficiency/weight", "token_f1/weight", "auprc/weight"}
+    assert set(result.summary()) == {"accuracy", "comprehensiveness_aopc/weight",
+                                     "sufficiency_aopc/weight", "token_f1_macro/weight",
+                                     "token_f1_micro/weight", "token_auprc/weight"}
     columns, rows = result.table()
     assert columns[0] == "method" and rows[0][0] == "weight" and len(rows[0]) == len(columns)
+    old = {k: v for k, v in result.to_dict().items() if not k.endswith("_aopc")}
+    with pytest.raises(SettingError, match="evaluate the run again"):
+        result_from_dict(old)
 
 
 def _split(ids: Tensor, labels: Tensor, rationale: Tensor) -> EraserSplit:
     # A's document has 12 tokens, 10 of them encoded; B's 4
     return EraserSplit(ids, labels, rationale, ["a", "b"], [["doc_a"], ["doc_b"]],
                        torch.tensor([[2], [2]]), torch.tensor([[10], [4]]),
-                       torch.tensor([[12], [4]]), ("SUPPORTS", "REFUTES"))
+                       torch.tensor([[12], [4]]), torch.tensor([[2], [1]]),
+                       ("SUPPORTS", "REFUTES"))
 
 
 def test_erasers_results_file_holds_what_its_scorer_reads(tmp_path: Path) -> None:
@@ -186,11 +275,12 @@ def test_erasers_results_file_holds_what_its_scorer_reads(tmp_path: Path) -> Non
         deltas = [r["classification_scores"][r["classification"]]
                   - t[f"{key}_classification_scores"][r["classification"]]
                   for r in records for t in r["thresholded_scores"]]
-        assert sum(deltas) / len(deltas) == pytest.approx(getattr(result, key)["weight"])
+        assert sum(deltas) / len(deltas) == pytest.approx(
+            getattr(result, f"{key}_aopc")["weight"])
         rationale_k = [r["classification_scores"][r["classification"]]
                        - r[f"{key}_classification_scores"][r["classification"]] for r in records]
         assert sum(rationale_k) / 2 == pytest.approx(
-            getattr(result, f"{key}_rationale")["weight"])
+            getattr(result, f"{key}_at_rationale")["weight"])
 
 
 def test_the_writer_refuses_a_result_of_other_rows() -> None:
@@ -210,8 +300,10 @@ def test_bad_settings_and_batches_are_refused() -> None:
         EraserMetrics(bins=(0.0, 0.5))
     with pytest.raises(SettingError, match="target must be one of"):
         EraserMetrics(target="true")
+    with pytest.raises(SettingError, match=r"bins_of must be one of \['document', 'encoded'\]"):
+        EraserMetrics(bins_of="tokens")
     ids, labels, _ = _batch()
-    with pytest.raises(SettingError, match=r"need batches \(ids, labels, rationale\)"):
+    with pytest.raises(SettingError, match=r"need batches \(ids, labels, rationale"):
         EraserMetrics(progress=False)(Bag(), [(ids, labels)], {"weight": by_weight}, FEVER)
 
 
@@ -228,12 +320,13 @@ def test_saliency_beats_random_on_the_planted_word_corpus(
                                                TextModality(**dm.modality_kwargs()))
     assert result.num_samples == 48 and set(result.methods) == set(methods)
     for name in ("grad", "integrated_gradients", "smoothgrad"):
-        assert result.comprehensiveness[name] > result.comprehensiveness["random"] + 0.05, name
-        assert result.sufficiency[name] < result.sufficiency["random"] - 0.05, name
+        assert (result.comprehensiveness_aopc[name]
+                > result.comprehensiveness_aopc["random"] + 0.05), name
+        assert result.sufficiency_aopc[name] < result.sufficiency_aopc["random"] - 0.05, name
     # each rationale also holds a two-word filler span no model needs, and blanks hold only
     # that: top-k overlap and AUPRC gain less than the AOPC scores
-    assert result.token_f1["grad"] > result.token_f1["random"] + 0.05
-    assert result.auprc["grad"] > result.auprc["random"] + 0.1
+    assert result.token_f1_macro["grad"] > result.token_f1_macro["random"] + 0.05
+    assert result.token_auprc["grad"] > result.token_auprc["random"] + 0.1
     path = write_eraser_results(result, dm.eraser_split("test"), "grad", tmp_path / "r.jsonl")
     records = [json.loads(line) for line in path.read_text().splitlines()]
     for record, inst in zip(records, written["test"], strict=True):
@@ -262,7 +355,7 @@ def test_esnli_results_have_a_premise_and_a_hypothesis(tmp_path: Path) -> None:
         hard = sum(s["end_token"] - s["start_token"] for r in record["rationales"]
                    for s in r["hard_rationale_predictions"])
         assert hard == sum(e - s for _, s, e in inst.evidence)
-    x, _, rationale = dm.splits["test"]
+    x, _, rationale, *_ = dm.splits["test"]
     scores = {"random": torch.rand(x.shape), "grad": torch.rand(x.shape)}
     path = plot_token_highlights(dm.decode(x[:2]), rationale[:2], scores, tmp_path / "hl.png",
                                  features=TextModality(**dm.modality_kwargs()).valid_features(x[:2]))

@@ -8,11 +8,19 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import pytest
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 import sgt
 from sgt.errors import SettingError
-from sgt.evaluation import LEVELS, Road, RoadResult, area_under_curve, result_from_dict
+from sgt.evaluation import (
+    LEVELS,
+    AccuracyDrop,
+    Road,
+    RoadResult,
+    area_under_curve,
+    result_from_dict,
+)
+from sgt.evaluation.road import reference_scores
 from sgt.features import ImageModality
 from sgt.imputation import NoisyLinearFill, linear_imputation
 from sgt.masking import get_fill, mask_features
@@ -200,20 +208,95 @@ def test_morf_by_gradient_falls_lerf_holds_and_random_has_no_gap() -> None:
 
 
 @pytest.mark.parametrize("order", ["morf", "lerf"])
-def test_each_order_replaces_exactly_the_stated_fraction_from_its_end(order: str) -> None:
+def test_each_order_replaces_the_references_count_from_its_end(order: str) -> None:
+    """MoRF at p removes the top ``int(p N)``; LeRF at p all but the top ``int((1 - p) N)``,
+    the reference's LeRF at 1 - p (its 0.1 of 1000 pixels keeps 100, not 99)."""
     metric = Road(fill="constant", fill_args={"value": 99.0}, progress=False)
-    z = torch.randn(4, 3, 10, 10)
-    scores = torch.rand(4, 100)
-    perturbed = metric.perturb(ImageModality(), z, scores, None, torch.Generator(),
-                               lowest=order == "lerf")
+    n = 1000
+    z = torch.randn(4, 3, 20, 50)
+    ranks = torch.rand(4, n).argsort(1).argsort(1)  # a random ranking: place of each feature
+    perturbed = metric.perturb(ImageModality(), z, metric.removed(ranks, None, order), None,
+                               torch.Generator())
     assert perturbed.shape == (len(LEVELS), *z.shape)
     changed = (perturbed == 99.0).flatten(3)  # (levels, B, C, N)
     assert changed.all(2).eq(changed.any(2)).all()  # a pixel's channels go together
     for level, mask in zip(LEVELS, changed.any(2), strict=True):
-        count = int(100 * level)
-        assert mask.sum(1).tolist() == [count] * 4
-        ends = scores.topk(count, dim=1, largest=order == "morf").indices
-        assert mask.gather(1, ends).all()
+        if order == "morf":
+            count = int(n * level)
+            assert mask.eq(ranks < count).all()
+        else:
+            kept = {0.0: 1000, 0.1: 900, 0.2: 800, 0.3: 700, 0.4: 600, 0.5: 500, 0.6: 400,
+                    0.7: 300, 0.8: 200, 0.9: 100}[level]
+            assert mask.eq(ranks >= kept).all()
+
+
+def test_the_ranking_is_the_references_signed_channel_sum() -> None:
+    """Pixel A's channels are (1, 1, 1), B's (−3, −3, −3): the signed sum ranks A first
+    (3 > −9), |mean| ranks B first (3 > 1). The model reads pixel B only."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (64,), generator=g)
+    x = torch.randn(64, 3, 2, 2, generator=g)
+    x[:, :, 0, 1] = torch.where(y == 0, 2.0, -2.0)[:, None]  # pixel B decides
+
+    class PixelB(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(()))  # a device to explain on
+
+        def forward(self, x: Tensor) -> Tensor:
+            s = self.scale * x[:, :, 0, 1].sum(1)
+            return torch.stack([s, -s], 1)
+
+    def fixed(forward, z, target, valid, generator):
+        a = torch.tensor([[1.0, -3.0, 0.1, 0.0]] * 3).view(1, 3, 2, 2)
+        return a.expand_as(z)
+
+    def accuracy_at_one_pixel(feature_score: str | None) -> float:
+        kwargs = {} if feature_score is None else {"feature_score": feature_score}
+        result = Road(levels=(0.25,), fill="constant", fill_args={"value": 0.0},
+                      random_baseline=False, progress=False, **kwargs)(
+            PixelB(), [(x, y)], {"fixed": fixed})
+        return result.morf["fixed"][0]
+
+    share_of_class_0 = float(y.eq(0).double().mean())
+    assert accuracy_at_one_pixel(None) == 1.0  # A removed: B still decides
+    assert accuracy_at_one_pixel("abs_mean") == pytest.approx(share_of_class_0)  # B removed
+    drop = AccuracyDrop(levels=(0.25,), fill="constant", fill_args={"value": 0.0},
+                        progress=False)(PixelB(), [(x, y)], {"fixed": fixed})
+    assert drop.accuracy["fixed"][0] == pytest.approx(share_of_class_0)  # |mean| by default
+
+
+def test_ranking_values_are_the_references_scaled_scores_plus_its_tie_field() -> None:
+    g = torch.Generator().manual_seed(1)
+    scores = torch.randn(3, 16, generator=g)
+    keys = torch.randn(16, generator=g, dtype=torch.float64)
+    expected = []
+    for row in scores.tolist():  # normalize_map, then + 1e-4 · the field (float32 at the end)
+        low, high = min(row), max(row)
+        expected.append([(v - low) / (high - low + 1e-5) + 1e-4 * float(k)
+                         for v, k in zip(row, keys.tolist(), strict=True)])
+    assert reference_scores(scores, keys).flatten().tolist() == pytest.approx(
+        [v for row in expected for v in row], abs=1e-6)
+    assert reference_scores(scores, keys).dtype == torch.float32
+    # a constant map ranks by the field alone: no band from the sort
+    flat = reference_scores(torch.zeros(1, 16), keys)
+    assert flat.argsort(descending=True).tolist() == [keys.argsort(descending=True).tolist()]
+
+
+def test_noise_is_in_pixel_units_whatever_the_normalisation() -> None:
+    features = torch.zeros(2000, 4, 2)  # 2000 images of 2 × 2 pixels, 2 channels
+    selected = torch.zeros(2000, 4, dtype=torch.bool)
+    selected[:, 1] = True
+    fill = get_fill("noisy_linear", {"noise": 0.01, "input_std": [0.5, 0.25]})
+    out = fill(features, selected=selected, valid=None, generator=torch.Generator(),
+               grid=(2, 2))
+    noise = out[:, 1]  # the imputed value of a zero image is 0: what remains is noise
+    assert noise[:, 0].std().item() == pytest.approx(0.02, rel=0.05)  # 0.01 / 0.5
+    assert noise[:, 1].std().item() == pytest.approx(0.04, rel=0.05)  # 0.01 / 0.25
+    with pytest.raises(SettingError, match=r"input_std has 2 value\(s\) but the inputs have "
+                                           r"3 channel\(s\)"):
+        fill(torch.zeros(1, 4, 3), selected=selected[:1], valid=None, generator=None,
+             grid=(2, 2))
 
 
 def test_attributions_once_per_batch_for_both_orders_and_seeded() -> None:
@@ -259,6 +342,10 @@ def test_result_round_trips_tabulates_and_summarises() -> None:
     result = RoadResult([0.0, 0.5], {"grad": [1.0, 0.4]}, {"grad": [1.0, 0.8]},
                         {"grad": 0.35}, {"grad": 0.45}, 10, "noisy_linear")
     assert RoadResult.from_dict(result.to_dict()) == result
+    assert (result.feature_score, result.tie_noise) == ("signed_sum", 1e-4)
+    old = {k: v for k, v in result.to_dict().items() if k not in ("feature_score", "tie_noise")}
+    earlier = RoadResult.from_dict(old)  # written before the reference's ranking
+    assert (earlier.feature_score, earlier.tie_noise) == ("abs_mean", 0.0)
     assert result_from_dict(result.to_dict()) == result
     assert result.table() == (
         ["method", "order", "auc", "gap", "0", "0.5"],
@@ -288,7 +375,10 @@ def test_figure_has_both_orders_per_run(tmp_path: Path) -> None:
     ({"levels": ()}, "levels must list at least one fraction"),
     ({"fill": "nope"}, "unknown fill 'nope'"),
     ({"fill_args": {"noise": -1}}, "noise must be a finite standard deviation >= 0, got -1"),
-    ({"output": "prob"}, "output must be one of"),
+    ({"output": "probability"}, "output must be one of"),
+    ({"feature_score": "sum"}, "feature_score must be one of"),
+    ({"tie_noise": -1}, "tie_noise must be a finite number >= 0, got -1"),
+    ({"fill_args": {"input_std": [0.0]}}, "input_std must list one positive std per channel"),
     ({"limit_batches": 0}, "limit_batches must be a positive integer or null, got 0"),
     ({"random_baseline": "yes"}, "random_baseline must be true or false, got 'yes'"),
 ])

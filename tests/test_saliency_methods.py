@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from sgt.errors import SettingError
 from sgt.features import ImageModality
 from sgt.models import MNISTNet
 from sgt.saliency import (
@@ -146,6 +147,35 @@ def test_feature_score_is_abs_of_channel_mean() -> None:
     _, scores = explainer("plus", x, y)
     assert scores.shape == (1, 2) and torch.allclose(scores, torch.tensor([[1.0, 1.0]]))
     assert torch.allclose(explainer("minus", x, y)[1], scores)
+
+
+@pytest.mark.parametrize(("nt_type", "expected"), [
+    ("smoothgrad", lambda w: w.abs()),  # the mean of |∂f/∂x|: captum's default
+    ("smoothgrad_sq", lambda w: w**2),  # the mean of its square: the SGT code's
+    ("vargrad", lambda w: torch.zeros_like(w)),  # its variance
+])
+def test_smoothgrad_mode_is_a_setting(nt_type: str, expected) -> None:
+    """A linear model's gradient is the same at every noisy point: the modes differ only in
+    what they average."""
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    w = net[1].weight[1].detach().view(1, 1, 2, 2)
+    forward = ModalityForward(net, ImageModality())
+    x, y = torch.randn(3, 1, 2, 2), torch.ones(3, dtype=torch.long)
+    _, a = explain(get_method("smoothgrad", nt_type=nt_type), forward, x, y)
+    assert torch.allclose(a, expected(w).expand_as(a), atol=1e-6)
+
+
+def test_smoothgrad_mode_is_checked() -> None:
+    with pytest.raises(SettingError, match=r"smoothgrad nt_type must be one of \['smoothgrad', "
+                                           r"'smoothgrad_sq', 'vargrad'\], got 'sq'"):
+        get_method("smoothgrad", nt_type="sq")
+
+
+def test_the_probability_can_be_explained() -> None:
+    forward = ModalityForward(nn.Sequential(nn.Flatten(), nn.Linear(4, 3)), ImageModality(),
+                              "prob")
+    out = forward(torch.randn(5, 1, 2, 2))
+    assert torch.allclose(out.sum(1), torch.ones(5)) and bool((out > 0).all())
 
 
 def test_unknown_method_lists_the_known_ones() -> None:

@@ -159,7 +159,7 @@ def test_the_modality_path_reads_the_claim_it_never_ranks(tmp_path: Path) -> Non
 
 def test_grad_ranks_the_planted_word_first(tmp_path_factory: pytest.TempPathFactory) -> None:
     net, dm, written = trained_bilstm(str(tmp_path_factory.getbasetemp() / "planted"))
-    x, y, _ = dm.splits["test"]
+    x, y, *_ = dm.splits["test"]
     has_word = torch.tensor([inst.planted is not None for inst in written["test"]])
     assert (net(x).argmax(1) == y)[has_word].float().mean() >= 0.9
     text = TextModality(**dm.modality_kwargs())

@@ -87,12 +87,16 @@ def test_train_cli_with_eval_writes_a_sane_timeseries_evaluation(grid: Path) -> 
                  "timeseries_precision_recall.png", "timeseries_masked_accuracy.png"):
         assert (run / "eval" / name).stat().st_size > 0, name
     result = _result(run / "eval" / "timeseries.json")
-    assert result.num_samples == 20 and result.methods == METHODS
+    assert result.num_samples == 20 and result.methods == [*METHODS, "random_iid"]
     for method in result.methods:  # level 0 masks nothing: the model's own test accuracy
         assert result.masked_accuracy[method][0] == pytest.approx(metrics["test/acc"])
+    # random is the benchmark's: grad's or IG's map, features permuted (which, it says)
+    assert result.random_baseline == "permuted"
+    assert result.random_source in ("grad", "integrated_gradients")
+    assert sorted(result.random_permutation) == list(range(50))
     # An i.i.d. uniform map ignores the box: weighted precision ≈ the box's share of the
     # cells at every level, recall ≈ the saliency mass p selected (AUR ≈ ∫ p dp over .1–.9).
-    random = result.areas("random")
+    random = result.areas("random_iid")
     assert random["aup"] == pytest.approx(0.8 * BOX_FRACTION, abs=0.02)
     assert random["aur"] == pytest.approx((0.9**2 - 0.1**2) / 2, abs=0.02)
 
@@ -107,7 +111,8 @@ def test_evaluate_cli_on_the_run_adds_a_second_result(grid: Path, tmp_path: Path
     assert f"results: {run / 'eval' / 'timeseries_2.json'}" in done.stdout
     first, second = (_result(run / "eval" / f) for f in ("timeseries.json",
                                                          "timeseries_2.json"))
-    assert second.methods == ["grad", "random"]
+    assert second.methods == ["grad", "random", "random_iid"]
+    assert second.random_source == "grad"  # the only method to permute
     for curve in ("precision", "recall", "time_precision", "feature_recall"):
         assert second.curves[curve]["grad"] == pytest.approx(first.curves[curve]["grad"])
 

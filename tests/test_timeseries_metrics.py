@@ -152,10 +152,54 @@ def test_masked_accuracy_stays_at_zero_once_it_reaches_zero() -> None:
     assert BoxPlusTotal()(background[:1]).argmax(1).item() == 1
 
 
-def test_random_baseline_precision_is_the_box_share() -> None:
+def test_iid_random_baseline_precision_is_the_box_share() -> None:
     loader = _loader([1, 0] * 32)
-    result = TimeSeriesMetrics(progress=False, seed=1)(BoxSum(), loader, ["random"])
+    result = TimeSeriesMetrics(progress=False, seed=1, random_baseline="iid")(
+        BoxSum(), loader, ["random"])
+    assert result.random_baseline == "iid" and result.random_source is None
     assert all(abs(p - 7 / 100) < 0.03 for p in result.curves["precision"]["random"][4:])
+
+
+def test_benchmark_random_is_another_methods_map_with_its_features_permuted() -> None:
+    """Saliency = |x| = 1 on the box (7 time steps of feature 4). Its permuted map keeps the
+    time profile and moves feature 4 to the column ``j`` with ``perm[j] = 4``: precision 1 at
+    every level if ``j = 4``, else 0."""
+    loader = _loader([1, 0] * 8)
+    result = TimeSeriesMetrics(progress=False, seed=3)(
+        BoxSum(), loader, {"identity": identity, "random": identity})
+    assert result.random_baseline == "permuted" and result.random_source == "identity"
+    perm = result.random_permutation
+    assert sorted(perm) == list(range(F))
+    column = perm.index(BOX[2])
+    expected = [1.0 if column == BOX[2] else 0.0] * len(MASS_LEVELS)
+    assert result.curves["precision"]["random"] == expected
+    assert result.areas("random")["aup"] == pytest.approx(0.8 * expected[0])
+    # the time rows are the identity map's: its time-level scores, and not its feature ones
+    for curve in ("time_precision", "time_recall"):
+        assert result.curves[curve]["random"] == result.curves[curve]["identity"]
+    # the i.i.d. map comes as an extra row; Diff leaves both baselines out
+    assert {"random", "random_iid"} <= set(result.methods)
+    assert set(difference_from_random(result)) == {"identity"}
+
+
+def test_the_permuted_method_and_permutation_repeat_per_key_and_vary_across_keys() -> None:
+    loader = _loader([1, 0] * 4)
+    methods = {"a": identity, "b": identity, "c": identity, "random": identity}
+
+    def draw(key: str, seed: int = 0) -> tuple[str | None, list[int] | None]:
+        result = TimeSeriesMetrics(progress=False, seed=seed, random_key=key)(
+            BoxSum(), loader, methods)
+        return result.random_source, result.random_permutation
+
+    assert draw("Middle_Gaussian/TCN") == draw("Middle_Gaussian/TCN")
+    draws = {str(draw(f"dataset{i}/LSTM")) for i in range(6)}
+    assert len(draws) == 6  # each dataset and model its own draw, as the benchmark
+    assert {draw(f"d{i}")[0] for i in range(12)} == {"a", "b", "c"}
+
+
+def test_the_benchmark_random_needs_another_method() -> None:
+    with pytest.raises(SettingError, match="permutes another method's map"):
+        TimeSeriesMetrics(progress=False)(BoxSum(), _loader([1, 0]), ["random"])
 
 
 def _result(aup: dict[str, float], aur: dict[str, float]) -> TimeSeriesResult:
@@ -180,12 +224,12 @@ def test_result_round_trip_summary_and_figures(tmp_path) -> None:
     result = TimeSeriesMetrics(progress=False)(BoxSum(), _loader([1, 0, 1]),
                                                ["grad", "random"])
     again = result_from_dict(json.loads(json.dumps(result.to_dict())))
-    assert again == result
+    assert json.dumps(again.to_dict()) == json.dumps(result.to_dict())  # NaN: undefined
     summary = result.summary()
     assert {"aup/grad", "aur/random", "aupr/grad", "masked_auc/random",
             "time_aup/grad", "feature_aur/random"} <= set(summary)
     columns, rows = result.table()
-    assert columns[0] == "method" and [r[0] for r in rows] == ["grad", "random"]
+    assert columns[0] == "method" and [r[0] for r in rows] == ["grad", "random", "random_iid"]
     paths = result_figures({"regular": result, "SGT": again}, tmp_path / "ts")
     assert set(paths) == {"precision_recall", "masked_accuracy"}
     x, y, truth, _ = _loader([1, 0])[0]
@@ -199,6 +243,8 @@ def test_result_round_trip_summary_and_figures(tmp_path) -> None:
     ({"levels": [0.5, 0.2]}, "levels must be increasing"),
     ({"masked_levels": [0.0, 1.5]}, r"masked_levels must list fractions in \[0, 1\]"),
     ({"limit_batches": 0}, "limit_batches must be a positive integer"),
+    ({"random_baseline": "shuffled"}, r"random_baseline must be one of \['permuted', 'iid'\]"),
+    ({"random_key": 3}, "random_key must be a string or null, got 3"),
 ])
 def test_bad_options_are_refused(kwargs, message) -> None:
     with pytest.raises(SettingError, match=message):

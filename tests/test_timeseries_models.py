@@ -11,11 +11,12 @@ import torch
 from torch import nn
 
 from sgt.data import TimeSeriesDataModule
-from sgt.errors import ModelError
+from sgt.errors import ModelError, SettingError
+from sgt.features import TimeSeriesModality
 from sgt.models import LSTM, TCN, LSTMWithInputCellAttention, Transformer
 from sgt.models.timeseries import InputCellAttention, TemporalBlock
 from sgt.module import SaliencyGuidedModule
-from sgt.saliency import input_gradient
+from sgt.saliency import ModalityForward, get_method, input_gradient, method_generator
 
 T, F = 12, 10  # tiny series; F divisible by the Transformer's 5 heads
 ARCHITECTURES = [LSTM, LSTMWithInputCellAttention, TCN, Transformer]
@@ -68,6 +69,28 @@ def test_input_cell_attention_pools_the_past_per_step() -> None:
         pooled = torch.einsum("bsr,bsf->bf", weights, x[:, : t + 1]) / 3
         assert torch.allclose(m[:, t], pooled, atol=1e-6)
     assert torch.allclose(m[:, 0], x[:, 0], atol=1e-6)  # one step: attends to itself
+
+
+def test_attention_nonlinearities_as_functions_or_modules_differ_only_for_deeplift() -> None:
+    """The benchmark calls ``torch.tanh`` and ``F.softmax``; as ``nn`` modules the values are
+    the same, but captum's DeepLift applies its rescale rule to the modules."""
+    functional = _build(LSTMWithInputCellAttention).eval()
+    assert functional.attention.nonlinearities == "functional"  # the benchmark's, by default
+    modules = LSTMWithInputCellAttention(num_features=F, num_classes=2, time_steps=T,
+                                         nonlinearities="module").eval()
+    modules.load_state_dict(functional.state_dict())  # the same weights either way
+    x, y = _batch()
+    assert torch.equal(modules(x), functional(x))
+    assert torch.allclose(input_gradient(modules, x, y), input_gradient(functional, x, y))
+
+    def deeplift(net: nn.Module) -> torch.Tensor:
+        forward = ModalityForward(net, TimeSeriesModality())
+        return get_method("deeplift")(forward, x.clone().requires_grad_(True), y, None,
+                                      method_generator(0, "deeplift", x.device))
+
+    assert not torch.allclose(deeplift(modules), deeplift(functional), atol=1e-4)
+    with pytest.raises(SettingError, match="model.nonlinearities must be one of"):
+        LSTMWithInputCellAttention(nonlinearities="tanh")
 
 
 def test_temporal_block_and_transformer_encoder_are_causal() -> None:

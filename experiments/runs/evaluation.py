@@ -65,11 +65,31 @@ def make_methods(cfg_eval: DictConfig) -> dict[str, Attribution]:
     return {name: get_method(name, **args.get(name, {})) for name in cfg_eval.methods}
 
 
-def make_evaluation(cfg_eval: DictConfig, output: str = "logit") -> Evaluation:
-    """The configured evaluation; ``output`` fills ``eval.metric.output: null`` (the run's)."""
+def make_evaluation(cfg_eval: DictConfig, output: str = "logit",
+                    from_run: Mapping[str, Any] | None = None) -> Evaluation:
+    """The configured evaluation. ``output`` fills ``eval.metric.output: null`` (the run's);
+    ``from_run`` (:func:`run_settings`) fills the other settings the config leaves ``null``
+    for the run to decide, in ``eval.metric`` or its ``fill_args``."""
     cfg_metric = cfg_eval.metric
-    extra = {"output": output} if "output" in cfg_metric and not cfg_metric.output else {}
+    extra: dict[str, Any] = (
+        {"output": output} if "output" in cfg_metric and not cfg_metric.output else {})
+    fill_args = OmegaConf.to_container(cfg_metric.get("fill_args") or OmegaConf.create({}))
+    for key, value in (from_run or {}).items():
+        if key in cfg_metric and cfg_metric[key] is None:
+            extra[key] = value
+        if key in fill_args and fill_args[key] is None:
+            extra["fill_args"] = {**fill_args, **extra.get("fill_args", {}), key: value}
     return hydra.utils.instantiate(cfg_metric, **extra)
+
+
+def run_settings(datamodule: InMemoryDataModule, net: torch.nn.Module) -> dict[str, Any]:
+    """What an evaluation setting left ``null`` takes from the run: ``input_std``, the data's
+    normalisation (ROAD's noise is in pixel units, docs/paper.md §3(f)), and ``random_key``,
+    ``<dataset>/<model>`` (the time-series benchmark draws its random baseline afresh for
+    each, §3(d))."""
+    std = getattr(datamodule, "std", None)
+    return {"input_std": None if std is None else list(std),
+            "random_key": f"{datamodule.name}/{type(net).__name__}"}
 
 
 def check_eval(cfg_eval: DictConfig) -> None:
@@ -231,7 +251,8 @@ def evaluate_checkpoint(
     loader = datamodule.test_dataloader()
     methods, skipped = usable_methods(module, make_methods(cfg_eval), next(iter(loader)),
                                       output)
-    result = make_evaluation(cfg_eval, output)(module.net, loader, methods, module.modality)
+    result = make_evaluation(cfg_eval, output, run_settings(datamodule, module.net))(
+        module.net, loader, methods, module.modality)
 
     examples = None
     if cfg_eval.num_examples:

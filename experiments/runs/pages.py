@@ -47,8 +47,8 @@ from sgt.plots.common import number
 PERCENT = re.compile(r"(^|/)acc(uracy)?(_|$)")  # fractions shown in %: test/acc, accuracy
 SECONDS = re.compile(r"_s$")  # epoch_time_s
 # Summary measures where lower is better (the rest: higher), for the sweep's best job.
-LOWER_IS_BETTER = ("auc", "morf_auc", "masked_auc", "spearman_final", "sufficiency", "loss",
-                   "ce", "kl")
+LOWER_IS_BETTER = ("auc", "morf_auc", "masked_auc", "spearman_final", "sufficiency_aopc",
+                   "loss", "ce", "kl")
 HEADERS = {"lam": "λ"}
 MEANINGS = {  # what a logged quantity is (sgt.module logs <split>/<quantity>), in order
     "acc": "accuracy",

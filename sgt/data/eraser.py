@@ -31,7 +31,10 @@ never ranked or removed, as ERASER removes document tokens only; the DataModule'
 
 **Human rationale**: per row a bool mask of the encoded positions covered by any evidence
 span of any evidence group (ERASER scores their union); spans cut by ``max_length`` are cut
-too. Batches of every split are ``(ids (B, L) int64, labels (B,), rationale (B, L) bool)``.
+too. What was cut is kept as counts, since ERASER's scorer reads whole documents: per
+document slot, its full length in tokens and its whole rationale's length. Batches of every
+split are ``(ids (B, L) int64, labels (B,), rationale (B, L) bool, doc_lengths (B, D),
+doc_rationale (B, D))``, ``D`` the most documents an instance has.
 
 **Vocabulary**: the training split's document (and query) tokens with at least
 ``min_freq`` occurrences, most frequent first (ties alphabetically), at most
@@ -63,7 +66,7 @@ PAD, UNK, SEP = "[PAD]", "[UNK]", "[SEP]"
 PAD_ID, UNK_ID, SEP_ID = 0, 1, 2
 RESERVED = (PAD, UNK, SEP)
 SPLITS = ("train", "val", "test")
-FORMAT_VERSION = 1  # bump when the encoding changes: old cache files are then ignored
+FORMAT_VERSION = 2  # bump when the encoding changes: old cache files are then ignored
 DOWNLOAD = "https://www.eraserbenchmark.com"
 
 
@@ -258,7 +261,8 @@ class EraserSplit:
     document slot ``d`` (``-1``/``0`` where an instance has fewer documents):
     ``doc_starts (N, D)`` the position of the document's first token in the row,
     ``doc_kept (N, D)`` how many of its tokens fit in ``max_length``, ``doc_lengths (N, D)``
-    its full length in tokens.
+    its full length in tokens, ``doc_rationale (N, D)`` how many of its tokens (all of them,
+    cut or not) the human rationale covers.
     """
 
     ids: Tensor
@@ -269,14 +273,16 @@ class EraserSplit:
     doc_starts: Tensor
     doc_kept: Tensor
     doc_lengths: Tensor
+    doc_rationale: Tensor
     classes: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.annotation_ids)
 
     def tensors(self) -> Split:
-        """``(ids, labels, rationale)``: what :class:`InMemoryDataModule` batches."""
-        return self.ids, self.labels, self.rationale
+        """``(ids, labels, rationale, doc_lengths, doc_rationale)``: what
+        :class:`InMemoryDataModule` batches."""
+        return self.ids, self.labels, self.rationale, self.doc_lengths, self.doc_rationale
 
     def state(self) -> dict[str, Any]:
         """Plain tensors, strings and lists (what the cache file holds)."""
@@ -298,12 +304,14 @@ def encode(annotations: list[Annotation], rows: list[_Row], documents: dict[str,
     starts = np.full((n, slots), -1, dtype=np.int64)
     kept = np.zeros((n, slots), dtype=np.int64)
     lengths = np.zeros((n, slots), dtype=np.int64)
+    covered = np.zeros((n, slots), dtype=np.int64)
     for i, (ann, row) in enumerate(zip(annotations, rows, strict=True)):
         encoded = vocabulary.encode(row.tokens[:max_length])
         ids[i, : len(encoded)] = encoded
         for d, docid in enumerate(ann.docids):
             starts[i, d], lengths[i, d] = row.starts[d], len(documents[docid])
             kept[i, d] = min(lengths[i, d], max(0, max_length - row.starts[d]))
+        whole = [np.zeros(lengths[i, d], dtype=bool) for d in range(len(ann.docids))]
         for ev in ann.evidences:
             if ev.docid not in ann.docids:
                 raise DatasetCorruptError(f"{ann.where}: an evidence names document "
@@ -315,13 +323,16 @@ def encode(annotations: list[Annotation], rows: list[_Row], documents: dict[str,
                     f"{ann.where}: evidence span [{ev.start_token}, {ev.end_token}) lies outside "
                     f"document {ev.docid!r} ({lengths[i, d]} tokens); restore that line or the "
                     "document")
+            whole[d][ev.start_token: ev.end_token] = True
             end = min(ev.end_token, int(kept[i, d]))
             if end > ev.start_token:
                 rationale[i, starts[i, d] + ev.start_token : starts[i, d] + end] = True
+        covered[i, : len(whole)] = [int(w.sum()) for w in whole]
     return EraserSplit(torch.from_numpy(ids), torch.tensor([a.label for a in annotations]),
                        torch.from_numpy(rationale), [a.annotation_id for a in annotations],
                        [list(a.docids) for a in annotations], torch.from_numpy(starts),
-                       torch.from_numpy(kept), torch.from_numpy(lengths), task.classes)
+                       torch.from_numpy(kept), torch.from_numpy(lengths),
+                       torch.from_numpy(covered), task.classes)
 
 
 @dataclass

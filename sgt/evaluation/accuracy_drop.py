@@ -3,8 +3,11 @@
 The "modified ROAR" of the SGT paper (docs/paper.md §3(a)): for 0, 10, …, 90 % of the
 features, replace the *most* salient ones of every test input and measure the trained
 classifier's accuracy. A faithful saliency method makes accuracy fall fast, so a lower
-area under the curve is better. Each method's attributions are computed once per batch and
-reused for every level; all levels of a batch go through the model as one forward.
+area under the curve is better. Features are ranked as the SGT code ranks them, by
+|attribution mean over a pixel's channels| (``feature_score="abs_mean"``); exact ties are
+broken by the method's seeded random keys (:mod:`sgt.saliency.ranking`), never by the sort's
+own order, which removes whole rows. Each method's attributions are computed once per batch
+and reused for every level; all levels of a batch go through the model as one forward.
 """
 
 from __future__ import annotations
@@ -18,9 +21,17 @@ from torch import Tensor, nn
 
 from sgt.errors import SettingError
 from sgt.evaluation.base import RESULTS, check_limit_batches, check_methods, sum_per_method
-from sgt.features import ImageModality, Modality
-from sgt.masking import Fill, check_fraction, get_fill, mask_features
-from sgt.saliency import Attribution, Explainer, ModalityForward, Output, check_output
+from sgt.features import ImageModality, Modality, check_feature_score
+from sgt.masking import Fill, check_fraction, get_fill
+from sgt.saliency import (
+    Attribution,
+    Explainer,
+    ModalityForward,
+    Output,
+    check_output,
+    feature_ranks,
+    most_relevant,
+)
 
 LEVELS: tuple[float, ...] = tuple(i / 10 for i in range(10))
 
@@ -69,8 +80,10 @@ class AccuracyDrop:
         fill: replacement, a registered fill name (``background``: the image's own top-left
             pixel, the original's ``trueMask``; ``mean``, ``uniform``, ``constant``,
             ``baseline``) or a :class:`~sgt.masking.Fill`; ``fill_args`` are its arguments.
+        feature_score: how a pixel's channel attributions reduce to its ranking score
+            (:data:`sgt.features.FEATURE_SCORES`; ``abs_mean``, the SGT code's).
         seed: seeds each method's generator (baselines, noise, random ranking, fill).
-        output: explain the target ``logit`` or its ``log_prob``.
+        output: explain the target ``logit``, its ``log_prob`` or its ``prob``.
         limit_batches: evaluate only the first batches of the loader.
         progress: show a rich progress bar over methods.
     """
@@ -82,6 +95,7 @@ class AccuracyDrop:
         levels: Sequence[float] = LEVELS,
         fill: str | Fill = "background",
         fill_args: Mapping[str, Any] | None = None,
+        feature_score: str = "abs_mean",
         seed: int = 0,
         output: Output = "logit",
         limit_batches: int | None = None,
@@ -91,20 +105,24 @@ class AccuracyDrop:
             raise SettingError("levels must list at least one fraction in [0, 1), got none")
         self.levels = [check_fraction(level, "each of levels") for level in levels]
         check_output(output, "output")
+        self.feature_score = check_feature_score(feature_score)
         self.fill = get_fill(fill, fill_args) if isinstance(fill, str) else fill
         self.seed, self.output = seed, output
         self.limit_batches, self.progress = check_limit_batches(limit_batches), progress
 
-    def perturb(self, modality: Modality, z: Tensor, scores: Tensor, valid: Tensor | None,
+    def perturb(self, modality: Modality, z: Tensor, ranks: Tensor, valid: Tensor | None,
                 generator: torch.Generator) -> Tensor:
-        """``(levels, B, ...)``: ``z`` with its top-``level`` features (by ``scores``) filled."""
+        """``(levels, B, ...)``: ``z`` with its top-``level`` features (by ``ranks``, see
+        :func:`sgt.saliency.feature_ranks`) filled."""
         features = modality.to_features(z)  # (B, N, C)
-        return torch.stack([
-            modality.from_features(
-                mask_features(features, scores, level, self.fill, lowest=False,
-                              generator=generator, valid=valid, grid=modality.grid(z))[0], z)
-            for level in self.levels
-        ])
+        perturbed = []
+        for level in self.levels:
+            selected = most_relevant(ranks, level, valid)
+            values = self.fill(features, selected=selected, valid=valid, generator=generator,
+                               grid=modality.grid(z)).expand_as(features)
+            perturbed.append(modality.from_features(
+                torch.where(selected.unsqueeze(-1), values, features), z))
+        return torch.stack(perturbed)
 
     def evaluate_batch(self, explainer: Explainer, name: str, x: Tensor, y: Tensor) -> Tensor:
         """``(levels,)`` number of correct predictions of the batch at each level."""
@@ -112,7 +130,8 @@ class AccuracyDrop:
         m = forward.modality
         z, scores = explainer(name, x, y)
         valid = m.valid_features(x)
-        perturbed = self.perturb(m, z, scores, valid, explainer.generator(name))
+        ranks = feature_ranks(scores, explainer.tie_keys(name, scores.shape[1]), valid)
+        perturbed = self.perturb(m, z, ranks, valid, explainer.generator(name))
         levels = len(self.levels)
         with torch.no_grad():
             # every level of the batch as one forward: (levels * B, ...)
@@ -134,7 +153,7 @@ class AccuracyDrop:
         """
         check_methods(methods)
         explainer = Explainer(ModalityForward(model, modality or ImageModality(), self.output),
-                              methods, self.seed)
+                              methods, self.seed, self.feature_score)
         correct, total = sum_per_method(
             explainer, loader, lambda name, batch: self.evaluate_batch(explainer, name, *batch[:2]),
             "accuracy drop", self.limit_batches, self.progress)

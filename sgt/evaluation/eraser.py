@@ -1,39 +1,53 @@
 """ERASER faithfulness of saliency on text (DeYoung et al. 2020, docs/paper.md §3(c)).
 
-Per instance, with ŷ the model's prediction on the full input and p(ŷ|·) its probability:
+Every number equals what ERASER's official scorer (``rationale_benchmark/metrics.py``)
+computes from this module's per-instance results file on the same instances. Per instance,
+with ŷ the model's prediction on the full input and p(ŷ|·) its probability:
 
 - **comprehensiveness** = p(ŷ|x) − p(ŷ|x without its most salient tokens) (higher = better);
 - **sufficiency** = p(ŷ|x) − p(ŷ|only its most salient tokens) (lower = better);
-- **AOPC**: both at the bins B = {1, 5, 10, 20, 50} % of the document tokens, averaged over
-  instances × bins (ERASER's ``_instances_aopc``: the plain mean of the flattened array).
-  As ERASER's reference code (``encode_attend.decode``), sufficiency keeps the top
-  ``int(b·n)`` tokens and comprehensiveness keeps the ``int((1 − b)·n)`` least salient ones;
-- the same two at k = the instance's human-rationale length (ERASER's non-AOPC
-  ``comprehensiveness_classification_scores``);
-- **token F1**: the top-k tokens (k = the human-rationale length) as the hard rationale,
-  scored like ERASER's ``token_prf`` (``instance_macro``: the mean of per-instance F1;
-  ``token_f1_micro``: pooled counts). With k equal to the truth's size, precision = recall;
-- **AUPRC** of the soft scores against the human rationale per instance (ERASER's
-  ``_auprc``: sklearn's precision-recall curve and the trapezoid under it), averaged over
-  instances with a rationale.
+- **AOPC** (``comprehensiveness_aopc``, ``sufficiency_aopc``): both at the bins
+  B = {1, 5, 10, 20, 50} % of the tokens, averaged over instances × bins (the scorer's
+  ``_instances_aopc``: the plain mean of the flattened array). As ERASER's reference code
+  (``encode_attend.decode``), sufficiency keeps the top ``int(b·n)`` tokens and
+  comprehensiveness keeps the ``int((1 − b)·n)`` least salient ones. ``n`` counts the whole
+  document (``bins_of="document"``, the reference's, and the default) or only the tokens the
+  model reads (``bins_of="encoded"``); either way only encoded tokens can be removed;
+- the same two at k = the human rationale's length (``comprehensiveness_at_rationale``,
+  ``sufficiency_at_rationale``: the scorer's non-AOPC ``comprehensiveness`` and
+  ``sufficiency``);
+- **token precision, recall and F1** (macro and micro) of the hard rationale, the top-k
+  tokens with k = the human rationale's length in the whole document, scored as the
+  scorer's ``token_prf``: per (instance, document) that has a rationale or a prediction,
+  precision = hits / predicted and recall = hits / the whole human rationale (0 where
+  undefined), the macro scores their means; micro pools the counts;
+- **token AUPRC** of the soft scores against the human rationale per (instance, document):
+  sklearn's ``precision_recall_curve`` (one point per distinct score, from the highest, plus
+  recall 0 at precision 1) and ``auc``, averaged over documents, as the scorer's ``_auprc``.
+
+**Documents cut at ``max_length``.** The scorer reads whole documents: a cut token has soft
+score 0 in the results file, is never in the hard rationale, and its rationale tokens still
+count in recall and AUPRC. So every rationale metric here uses the whole rationale
+(``doc_rationale``) and puts the cut tokens in one group at score 0; a review whose
+rationale lies wholly past the window scores 0, not nothing. The result reports how many
+documents were cut (``num_truncated``). A document without any rationale token cannot be
+scored by AUPRC (the scorer's pinned sklearn 0.20 returns NaN for it, and so a NaN mean;
+newer versions 0.5); such documents are left out and counted (``auprc_unscored``).
 
 Tokens are removed by *deleting* them: the remaining tokens close up in their original order
 (ERASER's protocol; its reference code also reorders them by score, which is not kept
 here). Only document tokens are ranked, counted and removed; the query and separators stay
-(``TextModality.valid_features``). n counts the document tokens of the encoded input, so
-tokens cut by the DataModule's ``max_length`` are neither ranked nor removed, and the
-rationale metrics see the rationale within the encoded input. AUPRC takes one curve per
-instance (ERASER takes one per document: the same for Movies and FEVER, premise and
-hypothesis separately for e-SNLI).
+(``TextModality.valid_features``). Exact score ties rank by position, as the results file's
+stable sort does.
 
 The full-input and removal probabilities come from the raw ids (``TextModality.logits``), so
 the query is read even when every document token is deleted (FEVER's claim alone).
 
-Batches are ``(ids (B, L), labels (B,), rationale (B, L) bool)`` as
-:class:`sgt.data.EraserDataModule`'s val/test loaders yield them. :func:`write_eraser_results`
-writes ERASER's per-instance ``jsonl`` so ERASER's own ``metrics.py`` can score a run; on 40
-Movies test reviews (20 per class, no truncation) its scores of such a file matched this
-module's AOPC, non-AOPC, token F1 (macro and micro), AUPRC and accuracy to float precision.
+Batches are ``(ids (B, L), labels (B,), rationale (B, L) bool, doc_lengths (B, D),
+doc_rationale (B, D))`` as :class:`sgt.data.EraserDataModule`'s val/test loaders yield them
+(without the last two, the encoded tokens are taken as the whole documents).
+:func:`write_eraser_results` writes ERASER's per-instance ``jsonl`` so ERASER's own
+``metrics.py`` can score a run.
 """
 
 from __future__ import annotations
@@ -65,7 +79,10 @@ if TYPE_CHECKING:
     from sgt.data.eraser import EraserSplit
 
 BINS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.2, 0.5)  # ERASER's --aopc_thresholds
+BINS_OF = ("document", "encoded")
 TARGETS = ("predicted", "label")
+TOKEN_SCORES = ("token_precision_macro", "token_recall_macro", "token_f1_macro",
+                "token_precision_micro", "token_recall_micro", "token_f1_micro")
 
 
 # -- the metrics on one batch (pure functions of tensors) -------------------------------
@@ -92,50 +109,82 @@ def rank_features(scores: Tensor, features: Tensor) -> Tensor:
     return torch.empty_like(order).scatter_(1, order, places)
 
 
-def bin_counts(num_features: Tensor, bins: Sequence[float]) -> tuple[Tensor, Tensor]:
+def bin_counts(num_tokens: Tensor, bins: Sequence[float]) -> tuple[Tensor, Tensor]:
     """Per bin and row ``(K, B)``: tokens comprehensiveness removes (``n − int((1−b)·n)``)
     and tokens sufficiency keeps (``int(b·n)``), as ERASER's reference code counts."""
-    n = num_features.to(torch.float64)
+    n = num_tokens.to(torch.float64)
     b = torch.tensor(list(bins), dtype=torch.float64, device=n.device)[:, None]
     rest = torch.tensor([1 - v for v in bins], dtype=torch.float64, device=n.device)[:, None]
-    removed = num_features - torch.floor(rest * n).long()
+    removed = num_tokens - torch.floor(rest * n).long()
     kept = torch.floor(b * n).long()
     return removed, kept
 
 
 def top_tokens(rank: Tensor, features: Tensor, counts: Tensor) -> Tensor:
-    """``(K, B, L)`` bool: each row's ``counts[k, b]`` highest-ranked features."""
+    """``(K, B, L)`` bool: each row's ``counts[k, b]`` highest-ranked features (all of them
+    where the count is larger)."""
     return features & (rank < counts[:, :, None])
 
 
-def token_overlap(rank: Tensor, features: Tensor, rationale: Tensor) -> tuple[Tensor, Tensor]:
-    """``(tp (B,), k (B,))``: how many of the top-k features are human rationale, k being the
-    rationale's length (so precision = recall = F1 = tp / k per instance)."""
-    rationale = rationale & features
-    k = rationale.sum(1)
-    predicted = top_tokens(rank, features, k[None])[0]
-    return (predicted & rationale).sum(1), k
+def per_document(mask: Tensor, documents: Tensor, num_documents: int) -> Tensor:
+    """``(B, D)`` how many ``True`` positions of ``mask (B, L)`` each document holds
+    (``documents``: each position's document, :meth:`TextModality.documents`)."""
+    slot = documents.clamp(0, num_documents - 1)
+    return torch.zeros(mask.shape[0], num_documents, dtype=torch.long,
+                       device=mask.device).scatter_add_(1, slot, mask.long())
 
 
-def auprc(scores: Tensor, features: Tensor, rationale: Tensor) -> Tensor:
+def token_prf(hits: Tensor, predicted: Tensor, truth: Tensor) -> dict[str, float]:
+    """ERASER's ``token_prf`` from ``(N, D)`` counts per (instance, document): rationale
+    tokens predicted, tokens predicted, and tokens of the whole human rationale.
+
+    Macro: the mean over the (instance, document) pairs that have a prediction or a
+    rationale of their precision, recall and F1 (0 where undefined); micro: from the summed
+    counts. Returns the :data:`TOKEN_SCORES`.
+    """
+    hits, predicted, truth = hits.double(), predicted.double(), truth.double()
+    keys = (predicted > 0) | (truth > 0)
+    precision = torch.where(predicted > 0, hits / predicted.clamp_min(1), 0.0)[keys]
+    recall = torch.where(truth > 0, hits / truth.clamp_min(1), 0.0)[keys]
+    f1 = torch.where((precision > 0) & (recall > 0),
+                     2 * precision * recall / (precision + recall).clamp_min(1e-300), 0.0)
+
+    def mean(values: Tensor) -> float:
+        return values.mean().item() if len(values) else 0.0
+
+    micro_p = hits.sum().item() / predicted.sum().item() if predicted.sum() > 0 else 0.0
+    micro_r = hits.sum().item() / truth.sum().item() if truth.sum() > 0 else 0.0
+    micro_f1 = 2 * micro_p * micro_r / (micro_p + micro_r) if micro_p and micro_r else 0.0
+    return dict(zip(TOKEN_SCORES, (mean(precision), mean(recall), mean(f1), micro_p, micro_r,
+                                   micro_f1), strict=True))
+
+
+def auprc(scores: Tensor, features: Tensor, rationale: Tensor, unseen: Tensor | None = None,
+          unseen_rationale: Tensor | None = None) -> Tensor:
     """``(B,)`` area under each row's precision-recall curve over its features, NaN for rows
     without a rationale token.
 
     sklearn's ``precision_recall_curve`` (one point per distinct score, from the highest,
     plus recall 0 at precision 1) and ``auc`` (trapezoid over recall), as ERASER scores
     soft rationales; all rows at once: sort, cumulative counts, the last position of each
-    run of equal scores is a curve point.
+    run of equal scores is a curve point. ``unseen (B,)`` more tokens per row score 0 (a
+    document's tokens cut at ``max_length``, scored 0 in the results file), of which
+    ``unseen_rationale`` are rationale tokens: they join the curve as one group.
     """
-    batch, length = scores.shape
     ranked = scores.double().masked_fill(~features, float("-inf"))
+    count, positive = features.double(), (rationale & features).double()
+    if unseen is not None:
+        zero = torch.where(unseen > 0, 0.0, float("-inf")).to(ranked)
+        ranked = torch.cat([ranked, zero[:, None]], 1)
+        count = torch.cat([count, unseen.double()[:, None]], 1)
+        positive = torch.cat([positive, unseen_rationale.double()[:, None]], 1)
+    length = ranked.shape[1]
     ordered, order = torch.sort(ranked, dim=1, descending=True, stable=True)
-    is_feature = features.gather(1, order)
-    true = (rationale & features).gather(1, order).double()
-    tp, seen = true.cumsum(1), is_feature.double().cumsum(1)
+    tp, seen = positive.gather(1, order).cumsum(1), count.gather(1, order).cumsum(1)
     positives = tp[:, -1:]
     # a point closes each run of equal scores: the next score differs (or features end)
     nxt = torch.cat([ordered[:, 1:], torch.full_like(ordered[:, :1], float("-inf"))], 1)
-    point = is_feature & (ordered != nxt)
+    point = (count.gather(1, order) > 0) & (ordered != nxt)
     precision = tp / seen.clamp_min(1)
     recall = tp / positives.clamp_min(1)
     # the previous point of each point (index -1: the start, recall 0 and precision 1)
@@ -157,43 +206,54 @@ class EraserResult:
     """Plain data: ERASER's faithfulness and plausibility scores per method.
 
     ``instances`` (when kept) holds per instance, in loader order: ``labels``, ``probs``
-    (full input, per class), ``rationale_length``, and per method ``comprehensiveness`` /
-    ``sufficiency`` (per bin, per class), ``comprehensiveness_rationale`` /
-    ``sufficiency_rationale`` (per class, k = human length) and ``scores`` (the soft score
-    of each document token of the encoded input, in order): what
+    (full input, per class), ``rationale_length`` (the whole human rationale's), and per
+    method ``comprehensiveness`` / ``sufficiency`` (per bin, per class),
+    ``comprehensiveness_at_rationale`` / ``sufficiency_at_rationale`` (per class) and
+    ``scores`` (the soft score of each document token of the encoded input, in order): what
     :func:`write_eraser_results` needs.
     """
 
     kind: ClassVar[str] = "eraser"
     bins: list[float]
+    bins_of: str
     accuracy: float
-    comprehensiveness: dict[str, float]  # AOPC (higher = more faithful)
-    sufficiency: dict[str, float]  # AOPC (lower = more faithful)
-    comprehensiveness_bins: dict[str, list[float]]  # mean over instances, per bin
-    sufficiency_bins: dict[str, list[float]]
-    comprehensiveness_rationale: dict[str, float]  # k = the human rationale's length
-    sufficiency_rationale: dict[str, float]
-    token_f1: dict[str, float]  # instance-macro F1 of the top-k tokens
+    comprehensiveness_aopc: dict[str, float]  # higher = more faithful
+    sufficiency_aopc: dict[str, float]  # lower = more faithful
+    comprehensiveness_aopc_bins: dict[str, list[float]]  # mean over instances, per bin
+    sufficiency_aopc_bins: dict[str, list[float]]
+    comprehensiveness_at_rationale: dict[str, float]  # k = the human rationale's length
+    sufficiency_at_rationale: dict[str, float]
+    token_precision_macro: dict[str, float]
+    token_recall_macro: dict[str, float]
+    token_f1_macro: dict[str, float]
+    token_precision_micro: dict[str, float]
+    token_recall_micro: dict[str, float]
     token_f1_micro: dict[str, float]
-    auprc: dict[str, float]
+    token_auprc: dict[str, float]
     num_samples: int
+    num_documents: int
+    num_truncated: int  # documents cut at max_length
+    auprc_unscored: int  # documents without a rationale token (left out of token_auprc)
     instances: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def methods(self) -> list[str]:
-        return list(self.comprehensiveness)
+        return list(self.comprehensiveness_aopc)
 
     def table(self) -> tuple[list[str], list[list[Any]]]:
         """``(columns, rows)``: one row per method."""
-        columns = ["method", "comprehensiveness", "sufficiency", "comprehensiveness_rationale",
-                   "sufficiency_rationale", "token_f1", "auprc"]
+        columns = ["method", "comprehensiveness_aopc", "sufficiency_aopc",
+                   "comprehensiveness_at_rationale", "sufficiency_at_rationale", *TOKEN_SCORES,
+                   "token_auprc"]
         return columns, [[m, *(getattr(self, c)[m] for c in columns[1:])] for m in self.methods]
 
     def summary(self) -> dict[str, float]:
-        """``accuracy`` and ``comprehensiveness/<method>``, ``sufficiency/<method>`` (AOPC),
-        ``token_f1/<method>``, ``auprc/<method>``."""
+        """``accuracy`` and, per method, ``comprehensiveness_aopc/<method>``,
+        ``sufficiency_aopc/<method>``, ``token_f1_macro/<method>``, ``token_f1_micro/…``,
+        ``token_auprc/…``."""
         out = {"accuracy": self.accuracy}
-        for key in ("comprehensiveness", "sufficiency", "token_f1", "auprc"):
+        for key in ("comprehensiveness_aopc", "sufficiency_aopc", "token_f1_macro",
+                    "token_f1_micro", "token_auprc"):
             out |= {f"{key}/{m}": v for m, v in getattr(self, key).items()}
         return out
 
@@ -202,6 +262,10 @@ class EraserResult:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EraserResult:
+        if "comprehensiveness_aopc" not in data:
+            raise SettingError("this ERASER result was written by an earlier sgt, whose token "
+                               "F1 and AUPRC differ from ERASER's scorer on documents cut at "
+                               "max_length; evaluate the run again (eval=eraser)")
         names = [f.name for f in fields(cls) if f.name != "instances"]
         return cls(**{f: data[f] for f in names}, instances=data.get("instances"))
 
@@ -219,15 +283,29 @@ def _check_bins(bins: Sequence[float]) -> list[float]:
     return [float(v) for v in values]
 
 
+@dataclass
+class _Batch:
+    """One batch on the device: ids, labels, the encoded rationale, and per document its
+    whole length and whole rationale length."""
+
+    x: Tensor
+    y: Tensor
+    rationale: Tensor
+    doc_lengths: Tensor
+    doc_rationale: Tensor
+
+
 class EraserMetrics:
-    """ERASER's comprehensiveness, sufficiency, token F1 and AUPRC (configured callable).
+    """ERASER's comprehensiveness, sufficiency, token P/R/F1 and AUPRC (configured callable).
 
     Args:
-        bins: fractions of the document tokens for AOPC (ERASER: 1, 5, 10, 20, 50 %).
+        bins: fractions of the tokens for AOPC (ERASER: 1, 5, 10, 20, 50 %).
+        bins_of: what a bin is a fraction of: the whole ``document`` (the reference's) or the
+            ``encoded`` tokens the model reads (the same when no document is cut).
         target: the class explained: ``predicted`` (ŷ, whose probability the metrics
             follow) or the true ``label``.
         seed: seeds each method's generator (baselines, noise, the random ranking).
-        output: explain the target ``logit`` or its ``log_prob``.
+        output: explain the target ``logit``, its ``log_prob`` or its ``prob``.
         keep_instances: keep the per-instance numbers :func:`write_eraser_results` needs.
         limit_batches: evaluate only the first batches of the loader.
         progress: show a rich progress bar over batches.
@@ -236,6 +314,7 @@ class EraserMetrics:
     def __init__(
         self,
         bins: Sequence[float] = BINS,
+        bins_of: str = "document",
         target: str = "predicted",
         seed: int = 0,
         output: Output = "logit",
@@ -244,6 +323,7 @@ class EraserMetrics:
         progress: bool = True,
     ) -> None:
         self.bins = _check_bins(bins)
+        self.bins_of = check_choice(bins_of, "bins_of", BINS_OF)
         self.target = check_choice(target, "target", TARGETS)
         check_output(output, "output")
         self.seed, self.output = seed, output
@@ -257,16 +337,18 @@ class EraserMetrics:
         with torch.no_grad():
             return forward.modality.logits(forward.net, ids).softmax(-1)  # type: ignore
 
-    def evaluate_method(self, explainer: Explainer, name: str, x: Tensor, rationale: Tensor,
+    def evaluate_method(self, explainer: Explainer, name: str, batch: _Batch,
                         target: Tensor) -> dict[str, Tensor]:
-        """One method on one batch: per-instance probabilities of every removal, the F1
-        overlap counts, AUPRC and the soft scores."""
+        """One method on one batch: per-instance probabilities of every removal, per
+        document the hard rationale's counts and the AUPRC, and the soft scores."""
         m: TextModality = explainer.forward.modality  # type: ignore[assignment]
+        x, rationale = batch.x, batch.rationale
         features = m.valid_features(x)
-        _, scores = explainer(name, x, target)  # (B, L) |attribution|
+        _, scores = explainer(name, x, target)  # (B, L): |attribution mean| per token
         rank = rank_features(scores, features)
-        removed, kept = bin_counts(features.sum(1), self.bins)  # (K, B)
-        tp, k = token_overlap(rank, features, rationale)
+        n = batch.doc_lengths.sum(1) if self.bins_of == "document" else features.sum(1)
+        removed, kept = bin_counts(n, self.bins)  # (K, B)
+        k = batch.doc_rationale.sum(1)  # the whole human rationale's length
         # K bins + the human length: (K + 1, B, L) tokens to take out / to keep
         take_out = top_tokens(rank, features, torch.cat([removed, k[None]]))
         keep_only = top_tokens(rank, features, torch.cat([kept, k[None]]))
@@ -276,10 +358,33 @@ class EraserMetrics:
                                                 delete_tokens(x, keep, m.pad_id))
                              for keep in variants], dim=1)  # (B, 2(K + 1), C)
         bins = len(self.bins)
+        documents, slots = m.documents(x), batch.doc_lengths.shape[1]
+        encoded = per_document(features, documents, slots)  # (B, D) tokens the model reads
+        seen_rationale = per_document(rationale & features, documents, slots)
+        hard = take_out[-1]  # the top-k features: the hard rationale
         return {"comprehensiveness": probs[:, :bins], "comprehensiveness_rationale": probs[:, bins],
                 "sufficiency": probs[:, bins + 1: -1], "sufficiency_rationale": probs[:, -1],
-                "tp": tp, "k": k, "auprc": auprc(scores, features, rationale),
-                "scores": scores.float(), "features": features}
+                "hits": per_document(hard & rationale, documents, slots),
+                "predicted": per_document(hard, documents, slots),
+                "auprc": self._auprc(scores, features, rationale, documents, batch, encoded,
+                                     seen_rationale),
+                "truncated": batch.doc_lengths > encoded, "exists": batch.doc_lengths > 0,
+                "scores": scores.float(), "features": features, "k": k}
+
+    @staticmethod
+    def _auprc(scores: Tensor, features: Tensor, rationale: Tensor, documents: Tensor,
+               batch: _Batch, encoded: Tensor, seen_rationale: Tensor) -> Tensor:
+        """``(B, D)`` AUPRC per document (NaN: no such document, or no rationale token),
+        its cut tokens scored 0."""
+        slots = batch.doc_lengths.shape[1]
+        in_doc = features[:, None] & (documents[:, None] == torch.arange(
+            slots, device=features.device)[None, :, None])  # (B, D, L)
+        rows = in_doc.flatten(0, 1)
+        area = auprc(scores.repeat_interleave(slots, 0), rows,
+                     rationale.repeat_interleave(slots, 0),
+                     (batch.doc_lengths - encoded).flatten(),
+                     (batch.doc_rationale - seen_rationale).flatten())
+        return area.view(-1, slots)
 
     def __call__(
         self,
@@ -288,15 +393,17 @@ class EraserMetrics:
         methods: Sequence[str] | Mapping[str, Attribution],
         modality: TextModality | None = None,
     ) -> EraserResult:
-        """Evaluate ``methods`` on ``loader``'s ``(ids, labels, rationale)`` batches.
+        """Evaluate ``methods`` on ``loader``'s ``(ids, labels, rationale, doc_lengths,
+        doc_rationale)`` batches.
 
         ``model`` has ``embed``/``classify`` (:class:`sgt.models.TextClassifier`); it runs in
         eval mode on its own device and is left in the mode it was in. ``modality`` says
         which tokens are document tokens (``TextModality(**EraserDataModule.modality_kwargs())``).
         """
         check_methods(methods)
-        explainer = Explainer(ModalityForward(model, modality or TextModality(), self.output),
-                              methods, self.seed)
+        modality = modality or TextModality()
+        explainer = Explainer(ModalityForward(model, modality, self.output), methods,
+                              self.seed)
         device = explainer.device
         full: dict[str, list[Tensor]] = {"labels": [], "probs": []}
         per_method: dict[str, dict[str, list[Tensor]]] = {n: {} for n in explainer.methods}
@@ -306,14 +413,15 @@ class EraserMetrics:
         with eval_mode(model), Progress(disable=not self.progress, transient=True) as bar:
             task = bar.add_task("ERASER metrics",
                                 total=num_batches(loader, self.limit_batches))
-            for batch in islice(loader, self.limit_batches):
-                x, y, rationale = self._unpack(batch, device)
-                probs = self.probabilities(explainer.forward, x)
-                target = probs.argmax(1) if self.target == "predicted" else y
-                full["labels"].append(y)
+            for raw in islice(loader, self.limit_batches):
+                batch = self._unpack(raw, device, modality)
+                probs = self.probabilities(explainer.forward, batch.x)
+                target = probs.argmax(1) if self.target == "predicted" else batch.y
+                full["labels"].append(batch.y)
                 full["probs"].append(probs)
+                full.setdefault("truth", []).append(batch.doc_rationale)
                 for name, parts in per_method.items():
-                    out = self.evaluate_method(explainer, name, x, rationale, target)
+                    out = self.evaluate_method(explainer, name, batch, target)
                     for key, value in out.items():
                         parts.setdefault(key, []).append(value)
                 bar.advance(task)
@@ -336,22 +444,27 @@ class EraserMetrics:
             return (p_full.view(shape) - class_probs.double().gather(-1, index)).squeeze(-1)
 
         scores: dict[str, dict[str, Any]] = {key: {} for key in (
-            "comprehensiveness", "sufficiency", "comprehensiveness_bins", "sufficiency_bins",
-            "comprehensiveness_rationale", "sufficiency_rationale", "token_f1",
-            "token_f1_micro", "auprc")}
+            "comprehensiveness_aopc", "sufficiency_aopc", "comprehensiveness_aopc_bins",
+            "sufficiency_aopc_bins", "comprehensiveness_at_rationale",
+            "sufficiency_at_rationale", *TOKEN_SCORES, "token_auprc")}
         for name, out in per_method.items():
             for key in ("comprehensiveness", "sufficiency"):
                 d = drop(out[key])  # (N, K)
-                scores[key][name] = d.mean().item()  # instances × bins, as ERASER
-                scores[f"{key}_bins"][name] = d.mean(0).tolist()
-                scores[f"{key}_rationale"][name] = drop(out[f"{key}_rationale"]).mean().item()
-            tp, k = out["tp"].double(), out["k"]
-            scores["token_f1"][name] = (tp[k > 0] / k[k > 0]).mean().nan_to_num().item()
-            scores["token_f1_micro"][name] = (tp.sum() / k.sum().clamp_min(1)).item()
-            scores["auprc"][name] = out["auprc"].nanmean().nan_to_num().item()
+                scores[f"{key}_aopc"][name] = d.mean().item()  # instances × bins, as ERASER
+                scores[f"{key}_aopc_bins"][name] = d.mean(0).tolist()
+                scores[f"{key}_at_rationale"][name] = drop(
+                    out[f"{key}_rationale"]).mean().item()
+            for key, value in token_prf(out["hits"], out["predicted"], full["truth"]).items():
+                scores[key][name] = value
+            scores["token_auprc"][name] = out["auprc"].nanmean().nan_to_num().item()
+        first = next(iter(per_method.values()))
+        exists = first["exists"]
         instances = self._instances(labels, probs, per_method) if self.keep_instances else None
-        return EraserResult(list(self.bins), (predicted[:, 0] == labels).double().mean().item(),
-                            **scores, num_samples=len(labels), instances=instances)
+        return EraserResult(
+            list(self.bins), self.bins_of, (predicted[:, 0] == labels).double().mean().item(),
+            **scores, num_samples=len(labels), num_documents=int(exists.sum()),
+            num_truncated=int(first["truncated"].sum()),
+            auprc_unscored=int((exists & (full["truth"] == 0)).sum()), instances=instances)
 
     @staticmethod
     def _instances(labels: Tensor, probs: Tensor, per_method: dict[str, dict[str, Tensor]]
@@ -361,20 +474,33 @@ class EraserMetrics:
         methods = {}
         for name, out in per_method.items():
             scores = out["scores"][out["features"]].split(counts)  # ragged: document tokens
-            methods[name] = {key: out[key].tolist() for key in (
-                "comprehensiveness", "sufficiency", "comprehensiveness_rationale",
-                "sufficiency_rationale")} | {"scores": [s.tolist() for s in scores]}
+            methods[name] = {
+                "comprehensiveness": out["comprehensiveness"].tolist(),
+                "sufficiency": out["sufficiency"].tolist(),
+                "comprehensiveness_at_rationale": out["comprehensiveness_rationale"].tolist(),
+                "sufficiency_at_rationale": out["sufficiency_rationale"].tolist(),
+                "scores": [s.tolist() for s in scores]}
         return {"labels": labels.tolist(), "probs": probs.tolist(),
                 "rationale_length": first["k"].tolist(), "methods": methods}
 
     @staticmethod
-    def _unpack(batch: Sequence[Tensor], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    def _unpack(batch: Sequence[Tensor], device: torch.device, modality: TextModality
+                ) -> _Batch:
         if len(batch) < 3:
             raise SettingError(
-                f"ERASER metrics need batches (ids, labels, rationale), got {len(batch)} "
-                "entries; evaluate on EraserDataModule's val or test loader")
+                f"ERASER metrics need batches (ids, labels, rationale[, doc_lengths, "
+                f"doc_rationale]), got {len(batch)} entries; evaluate on EraserDataModule's "
+                "val or test loader")
         x, y, rationale = (t.to(device, non_blocking=True) for t in batch[:3])
-        return x, y, rationale.bool()
+        rationale = rationale.bool()
+        if len(batch) >= 5:
+            doc_lengths, doc_rationale = (t.to(device, non_blocking=True) for t in batch[3:5])
+        else:  # no counts of what was cut: the encoded tokens are the whole documents
+            features, documents = modality.valid_features(x), modality.documents(x)
+            slots = int(documents.max()) + 1 if documents.numel() else 1
+            doc_lengths = per_document(features, documents, slots)
+            doc_rationale = per_document(rationale & features, documents, slots)
+        return _Batch(x, y, rationale, doc_lengths, doc_rationale)
 
 # -- ERASER's per-instance results file -------------------------------------------------
 
@@ -396,7 +522,7 @@ def eraser_instances(result: EraserResult, split: EraserSplit, method: str
 
     ``result`` must come from an unshuffled loader of ``split`` (its first rows, in order);
     soft scores cover each document's full length (0 for tokens cut by ``max_length``), and
-    the hard rationale is the top-k tokens, k = the human rationale's length.
+    the hard rationale is the top-k encoded tokens, k = the whole human rationale's length.
     """
     if result.instances is None:
         raise SettingError("this result kept no per-instance numbers; evaluate with "
@@ -441,8 +567,8 @@ def eraser_instances(result: EraserResult, split: EraserSplit, method: str
             "classification": classes[max(range(len(probs)), key=probs.__getitem__)],
             "classification_scores": by_class(probs),
             "comprehensiveness_classification_scores": by_class(
-                ours["comprehensiveness_rationale"][i]),
-            "sufficiency_classification_scores": by_class(ours["sufficiency_rationale"][i]),
+                ours["comprehensiveness_at_rationale"][i]),
+            "sufficiency_classification_scores": by_class(ours["sufficiency_at_rationale"][i]),
             "thresholded_scores": [
                 {"threshold": b,
                  "comprehensiveness_classification_scores": by_class(
@@ -467,14 +593,17 @@ def write_eraser_results(result: EraserResult, split: EraserSplit, method: str,
 
 __all__ = [
     "BINS",
+    "BINS_OF",
+    "TOKEN_SCORES",
     "EraserMetrics",
     "EraserResult",
     "auprc",
     "bin_counts",
     "delete_tokens",
     "eraser_instances",
+    "per_document",
     "rank_features",
-    "token_overlap",
+    "token_prf",
     "top_tokens",
     "write_eraser_results",
 ]

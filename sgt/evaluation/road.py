@@ -9,12 +9,21 @@ relevant first (MoRF: accuracy should fall fast) and least relevant first (LeRF:
 hold). The gap ``LeRF AUC - MoRF AUC`` is then larger for a more faithful method, and about
 0 for random rankings, which remove pixels alike in both orders.
 
-At level ``p`` both orders remove ``int(p * N)`` pixels. (The reference's LeRF at ``p``
-*keeps* the top ``p`` instead, i.e. removes ``N - int(p * N)``: its curve read from the
-other end; docs/paper.md §3(f) lists where this implementation differs.) Features are
-ranked by |attribution| averaged over their values, as for the accuracy drop. Each method's
-attributions are computed once per batch and reused for both orders and every level; the
-fill imputes all levels of an order at once, and they go through the model as one forward.
+By default every step is the reference code's (``road/imputed_dataset.py``):
+
+- a pixel's score is the *signed sum* of its channel attributions, min–max scaled
+  (``(s - min) / (max - min + 1e-5)``), plus ``1e-4`` times a fixed standard-normal field
+  that breaks ties (the method's :meth:`~sgt.saliency.Explainer.tie_keys`; the reference
+  draws one per dataset with numpy), highest first;
+- at level ``p`` MoRF removes the top ``int(p · N)`` pixels; LeRF at ``p`` removes every
+  pixel but the top ``int((1 - p) · N)``: the reference's LeRF at ``1 - p`` (which keeps its
+  level's share), so both curves share the x-axis "fraction removed";
+- the imputation noise is ``0.01`` in ``[0, 1]`` pixel units whatever the normalisation
+  (``fill_args.input_std``).
+
+Each method's attributions are computed once per batch and reused for both orders and every
+level; the fill imputes all levels of an order at once, and they go through the model as
+one forward.
 """
 
 from __future__ import annotations
@@ -30,12 +39,42 @@ import sgt.imputation  # noqa: F401  (registers the default fill, noisy_linear)
 from sgt.errors import SettingError
 from sgt.evaluation.accuracy_drop import LEVELS, area_under_curve
 from sgt.evaluation.base import RESULTS, check_limit_batches, check_methods, sum_per_method
-from sgt.features import ImageModality, Modality
-from sgt.masking import Fill, check_fraction, get_fill, select_features
-from sgt.saliency import Attribution, Explainer, ModalityForward, Output, check_output, get_method
+from sgt.features import ImageModality, Modality, check_feature_score
+from sgt.masking import Fill, check_fraction, get_fill
+from sgt.saliency import (
+    Attribution,
+    Explainer,
+    ModalityForward,
+    Output,
+    check_output,
+    feature_ranks,
+    get_method,
+    least_relevant,
+    most_relevant,
+)
 
-# order -> whether the lowest-scored features go first
-ORDERS: dict[str, bool] = {"morf": False, "lerf": True}
+ORDERS: tuple[str, ...] = ("morf", "lerf")
+TIE_NOISE = 1e-4  # the reference's ``random_v`` scale, on min-max scaled scores
+
+
+def reference_scores(scores: Tensor, keys: Tensor, tie_noise: float = TIE_NOISE,
+                     valid: Tensor | None = None) -> Tensor:
+    """ROAD's ranking values: ``scores (B, N)`` min-max scaled per row as the reference's
+    ``normalize_map`` (``+ 1e-5`` in the denominator), plus ``tie_noise · keys (N,)``, added
+    in float64 and rounded back to the scores' dtype as the reference's in-place numpy sum.
+    """
+    low = scores if valid is None else scores.masked_fill(~valid, float("inf"))
+    high = scores if valid is None else scores.masked_fill(~valid, float("-inf"))
+    low, high = low.amin(1, keepdim=True), high.amax(1, keepdim=True)
+    scaled = (scores - low) / (high - low + 1e-5)
+    return (scaled.double() + tie_noise * keys).to(scores.dtype)
+
+
+def lerf_kept(level: float) -> float:
+    """The share LeRF keeps when ``level`` is removed: ``1 - level`` rounded to 12 digits, so
+    ``int(kept · N)`` counts as the reference does at that share (``1 - 0.9`` is
+    ``0.09999999999999998`` in floating point)."""
+    return round(1.0 - level, 12)
 
 
 @RESULTS.register("road")
@@ -51,6 +90,8 @@ class RoadResult:
     lerf_auc: dict[str, float]  # higher = more faithful
     num_samples: int
     fill: str
+    feature_score: str = "signed_sum"
+    tie_noise: float = TIE_NOISE
 
     @property
     def gap(self) -> dict[str, float]:
@@ -80,20 +121,31 @@ class RoadResult:
     def from_dict(cls, data: Mapping[str, Any]) -> RoadResult:
         return cls(list(data["levels"]), dict(data["morf"]), dict(data["lerf"]),
                    dict(data["morf_auc"]), dict(data["lerf_auc"]), int(data["num_samples"]),
-                   str(data["fill"]))
+                   str(data["fill"]), str(data.get("feature_score", "abs_mean")),
+                   float(data.get("tie_noise", 0.0)))
 
 
 class Road:
     """Accuracy after removing features in MoRF and LeRF order (configured callable).
 
     Args:
-        levels: fractions of features removed, each in ``[0, 1)``; 0 is plain accuracy.
+        levels: fractions of features removed, each in ``[0, 1)``; 0 is plain accuracy. The
+            default 0, 0.1, …, 0.9 holds the reference's no-retraining levels (0.1–0.5, 0.7,
+            0.9).
         fill: replacement, a registered fill name (default ``noisy_linear``, ROAD's) or a
-            :class:`~sgt.masking.Fill`; ``fill_args`` are its arguments (e.g. ``noise``).
+            :class:`~sgt.masking.Fill`; ``fill_args`` are its arguments (``noise``, in
+            ``[0, 1]`` pixel units, and ``input_std``, the per-channel std the inputs were
+            normalised with: give it for normalised inputs, e.g. ``(0.3081,)`` on MNIST).
+        feature_score: how a pixel's channel attributions reduce to its score
+            (:data:`sgt.features.FEATURE_SCORES`; ``signed_sum``, the reference's;
+            ``abs_mean`` ranks by |mean| as the accuracy drop does).
+        tie_noise: scale of the fixed random field added to the min-max scaled scores
+            (the reference's ``1e-4``); 0 ranks the scores as they are, exact ties still by
+            the random keys.
         random_baseline: also rank by ``random`` (added unless already among the methods):
             its gap is the one a ranking with no information gets.
         seed: seeds each method's generator (baselines, noise, random ranking, fill noise).
-        output: explain the target ``logit`` or its ``log_prob``.
+        output: explain the target ``logit``, its ``log_prob`` or its ``prob``.
         limit_batches: evaluate only the first batches of the loader.
         progress: show a rich progress bar over methods.
     """
@@ -105,6 +157,8 @@ class Road:
         levels: Sequence[float] = LEVELS,
         fill: str | Fill = "noisy_linear",
         fill_args: Mapping[str, Any] | None = None,
+        feature_score: str = "signed_sum",
+        tie_noise: float = TIE_NOISE,
         random_baseline: bool = True,
         seed: int = 0,
         output: Output = "logit",
@@ -117,6 +171,11 @@ class Road:
         if not isinstance(random_baseline, bool):
             raise SettingError(f"random_baseline must be true or false, got {random_baseline!r}")
         check_output(output, "output")
+        self.feature_score = check_feature_score(feature_score)
+        if (isinstance(tie_noise, bool) or not isinstance(tie_noise, (int, float))
+                or not 0 <= tie_noise < float("inf")):
+            raise SettingError(f"tie_noise must be a finite number >= 0, got {tie_noise!r}")
+        self.tie_noise = float(tie_noise)
         if isinstance(fill, str):
             self.fill, self.fill_name = get_fill(fill, fill_args), fill
         else:
@@ -124,13 +183,27 @@ class Road:
         self.random_baseline, self.seed, self.output = random_baseline, seed, output
         self.limit_batches, self.progress = check_limit_batches(limit_batches), progress
 
-    def perturb(self, modality: Modality, z: Tensor, scores: Tensor, valid: Tensor | None,
-                generator: torch.Generator, lowest: bool) -> Tensor:
-        """``(levels, B, ...)``: ``z`` with its top-``level`` (``lowest``: bottom) features
-        by ``scores`` filled; one fill call imputes every level."""
+    def ranks(self, explainer: Explainer, name: str, scores: Tensor,
+              valid: Tensor | None) -> Tensor:
+        """``(B, N)`` place of each feature by descending ROAD score (see the module
+        docstring); exact ties by the method's random keys."""
+        keys = explainer.tie_keys(name, scores.shape[1])
+        if self.tie_noise:
+            scores = reference_scores(scores, keys, self.tie_noise, valid)
+        return feature_ranks(scores, keys, valid)
+
+    def removed(self, ranks: Tensor, valid: Tensor | None, order: str) -> Tensor:
+        """``(levels * B, N)`` bool: the features each level of ``order`` removes."""
+        if order == "morf":
+            return torch.cat([most_relevant(ranks, level, valid) for level in self.levels])
+        return torch.cat([least_relevant(ranks, lerf_kept(level), valid)
+                          for level in self.levels])
+
+    def perturb(self, modality: Modality, z: Tensor, selected: Tensor, valid: Tensor | None,
+                generator: torch.Generator) -> Tensor:
+        """``(levels, B, ...)``: ``z`` with each level's ``selected (levels * B, N)``
+        features filled; one fill call imputes every level."""
         levels = len(self.levels)
-        selected = torch.cat([select_features(scores, level, lowest, valid)
-                              for level in self.levels])  # (levels * B, N)
         stacked = z.repeat(levels, *(1,) * (z.dim() - 1))  # (levels * B, ...)
         features = modality.to_features(stacked)  # (levels * B, N, C)
         values = self.fill(features, selected=selected,
@@ -145,10 +218,12 @@ class Road:
         m = forward.modality
         z, scores = explainer(name, x, y)
         valid = m.valid_features(x)
+        ranks = self.ranks(explainer, name, scores, valid)
         levels = len(self.levels)
         counts = []
-        for lowest in ORDERS.values():
-            perturbed = self.perturb(m, z, scores, valid, explainer.generator(name), lowest)
+        for order in ORDERS:
+            perturbed = self.perturb(m, z, self.removed(ranks, valid, order), valid,
+                                     explainer.generator(name))
             with torch.no_grad():
                 # every level of the batch as one forward: (levels * B, ...)
                 logits = forward(perturbed.flatten(0, 1),
@@ -171,7 +246,7 @@ class Road:
         """
         check_methods(methods)
         explainer = Explainer(ModalityForward(model, modality or ImageModality(), self.output),
-                              self._with_baseline(methods), self.seed)
+                              self._with_baseline(methods), self.seed, self.feature_score)
         correct, total = sum_per_method(  # method -> (orders, levels) counts
             explainer, loader, lambda name, batch: self.evaluate_batch(explainer, name, *batch[:2]),
             "ROAD", self.limit_batches, self.progress)
@@ -180,7 +255,8 @@ class Road:
         auc = {order: {name: area_under_curve(self.levels, acc) for name, acc in curves.items()}
                for order, curves in accuracy.items()}
         return RoadResult(list(self.levels), accuracy["morf"], accuracy["lerf"], auc["morf"],
-                          auc["lerf"], total, self.fill_name)
+                          auc["lerf"], total, self.fill_name, self.feature_score,
+                          self.tie_noise)
 
     def _with_baseline(self, methods: Sequence[str] | Mapping[str, Attribution]
                        ) -> list[str] | dict[str, Attribution]:
@@ -192,4 +268,4 @@ class Road:
         return [*methods, "random"]
 
 
-__all__ = ["ORDERS", "Road", "RoadResult"]
+__all__ = ["ORDERS", "TIE_NOISE", "Road", "RoadResult", "lerf_kept", "reference_scores"]

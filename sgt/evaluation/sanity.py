@@ -100,7 +100,7 @@ class CascadingRandomization:
         num_samples: test inputs compared (the first ones the loader yields).
         seed: seeds the re-initialisation and each method's generator; a method's random
             draws are the same at every step, so only the weights differ.
-        output: explain the target ``logit`` or its ``log_prob``.
+        output: explain the target ``logit``, its ``log_prob`` or its ``prob``.
     """
 
     def __init__(self, num_samples: int = 500, seed: int = 0, output: Output = "logit") -> None:

@@ -13,10 +13,13 @@ The metrics of Ismail et al. 2020 (docs/paper.md §3(d)), every one batched on t
 Batches are ``(x (B, T, F), y, truth (B, T, F) bool, background (B, T, F))`` as
 :class:`sgt.data.TimeSeriesDataModule`'s test loader yields them.
 
-**Random baseline.** The ``random`` method here is the attribution registry's i.i.d.
-U[0, 1) map per cell. The benchmark's "Random" was another method's map with its feature
-axis permuted (one column permutation shared by every sample and time step), so it kept
-that method's time profile; the two baselines are not interchangeable.
+**Random baseline.** ``random`` is, by default, the benchmark's (``createMasks.py``): the map
+of another evaluated method, picked uniformly at random, with its feature axis permuted by
+one permutation shared by every sample and time step, so it keeps that method's time profile
+(:class:`PermutedMap`; the result records the method and the permutation). The attribution
+registry's i.i.d. U[0, 1) map is then evaluated too, as ``random_iid``
+(``random_baseline="iid"`` makes it the ``random`` row instead). The two are not
+interchangeable: on LSTMs they move Diff by 0.1–0.2 (docs/paper.md §3(d)).
 """
 
 from __future__ import annotations
@@ -28,11 +31,20 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from sgt.checks import check_choice
 from sgt.errors import SettingError
 from sgt.evaluation.accuracy_drop import area_under_curve
 from sgt.evaluation.base import RESULTS, check_limit_batches, check_methods, sum_per_method
 from sgt.features import TimeSeriesModality
-from sgt.saliency import Attribution, Explainer, ModalityForward, Output, check_output
+from sgt.saliency import (
+    Attribution,
+    Explainer,
+    ModalityForward,
+    Output,
+    check_output,
+    get_method,
+    method_generator,
+)
 
 MASS_LEVELS: tuple[float, ...] = tuple(i / 10 for i in range(1, 10))  # 10 … 90 %
 MASKED_LEVELS: tuple[float, ...] = tuple(i / 10 for i in range(11))  # 0, 10, …, 100 %
@@ -41,6 +53,7 @@ CURVES: tuple[str, ...] = ("precision", "recall", "time_precision", "time_recall
                            "feature_precision", "feature_recall")
 AREAS: tuple[str, ...] = ("aup", "aur", "aupr", "time_aup", "time_aur", "time_aupr",
                           "feature_aup", "feature_aur", "feature_aupr", "masked_auc")
+RANDOM_BASELINES = ("permuted", "iid")
 
 
 # -- the metrics on one batch (pure functions of tensors) -------------------------------
@@ -150,6 +163,9 @@ class TimeSeriesResult:
     masked_levels: list[float]
     masked_accuracy: dict[str, list[float]]
     num_samples: int
+    random_baseline: str = "iid"  # what the ``random`` row is (see the module docstring)
+    random_source: str | None = None  # permuted: the method whose map was permuted
+    random_permutation: list[int] | None = None  # permuted: new feature f is old perm[f]
 
     @property
     def methods(self) -> list[str]:
@@ -188,7 +204,8 @@ class TimeSeriesResult:
     def from_dict(cls, data: Mapping[str, Any]) -> TimeSeriesResult:
         return cls(list(data["levels"]), {c: dict(v) for c, v in data["curves"].items()},
                    list(data["masked_levels"]), dict(data["masked_accuracy"]),
-                   int(data["num_samples"]))
+                   int(data["num_samples"]), data.get("random_baseline", "iid"),
+                   data.get("random_source"), data.get("random_permutation"))
 
 
 def difference_from_random(results: TimeSeriesResult | Sequence[TimeSeriesResult],
@@ -198,11 +215,12 @@ def difference_from_random(results: TimeSeriesResult | Sequence[TimeSeriesResult
     dataset and model), averaged over ``results``.
 
     The poster does not define Diff; a difference to the random baseline is what explains its
-    negative entries (docs/paper.md §3(d), last bullet). Note that ``random`` here is the
-    i.i.d. map, not the benchmark's permuted map (see the module docstring).
+    negative entries (docs/paper.md §3(d), last bullet). ``random`` is the benchmark's
+    permuted map unless the result says otherwise (``random_baseline``).
 
     Returns:
-        ``{method: {"aup": …, "aur": …}}`` for every method but ``baseline``.
+        ``{method: {"aup": …, "aur": …}}`` for every method but the baselines
+        (``baseline``, ``random``, ``random_iid``).
     """
     results = [results] if isinstance(results, TimeSeriesResult) else list(results)
     if not results:
@@ -215,7 +233,7 @@ def difference_from_random(results: TimeSeriesResult | Sequence[TimeSeriesResult
     for result in results:
         base = result.areas(baseline)
         for method in result.methods:
-            if method != baseline:
+            if method not in (baseline, "random", "random_iid"):
                 areas = result.areas(method)
                 for key in ("aup", "aur"):
                     diffs.setdefault(method, {}).setdefault(key, []).append(
@@ -224,6 +242,28 @@ def difference_from_random(results: TimeSeriesResult | Sequence[TimeSeriesResult
 
 
 # -- the evaluation ---------------------------------------------------------------------
+
+
+class PermutedMap:
+    """The benchmark's Random: ``source``'s map with its feature axis permuted.
+
+    ``source`` runs on its own stream (``generator``, started afresh as the source's own
+    evaluation starts), so on the same batches in the same order it returns the very maps
+    that method was scored on. The permutation is drawn from ``chooser`` (a CPU generator:
+    the same on every device) on the first batch, when the feature count is known.
+    """
+
+    def __init__(self, name: str, source: Attribution, generator: torch.Generator,
+                 chooser: torch.Generator) -> None:
+        self.name, self.source, self.generator, self.chooser = name, source, generator, chooser
+        self.permutation: Tensor | None = None
+
+    def __call__(self, forward, z, target, valid, generator):
+        if self.permutation is None:
+            self.permutation = torch.randperm(z.shape[-1], generator=self.chooser)
+        attribution = self.source(forward, z, target, valid, self.generator)
+        return attribution[..., self.permutation.to(z.device)]
+
 
 
 def _check_levels(levels: Sequence[float], key: str, low: float, high: float) -> list[float]:
@@ -244,8 +284,14 @@ class TimeSeriesMetrics:
             AUR are trapezoids over them (the benchmark: 0.1 … 0.9).
         masked_levels: saliency-mass fractions of the masked-accuracy curve, in [0, 1]
             (0: the plain input, 1: all background).
+        random_baseline: what the ``random`` method is: ``permuted``, the benchmark's
+            (another evaluated method's map, feature axis permuted; the i.i.d. map is added
+            as ``random_iid``), or ``iid``, the registry's U[0, 1) map.
+        random_key: keys the seeded draw of the permuted method and permutation. The
+            benchmark draws afresh for every dataset and model, so give each its own key
+            (the runs layer uses ``<dataset>/<model>``); the same key and seed repeat it.
         seed: seeds each method's generator (baselines, noise, the random map).
-        output: explain the target ``logit`` or its ``log_prob``.
+        output: explain the target ``logit``, its ``log_prob`` or its ``prob``.
         limit_batches: evaluate only the first batches of the loader.
         progress: show a rich progress bar over methods.
     """
@@ -254,6 +300,8 @@ class TimeSeriesMetrics:
         self,
         levels: Sequence[float] = MASS_LEVELS,
         masked_levels: Sequence[float] = MASKED_LEVELS,
+        random_baseline: str = "permuted",
+        random_key: str | None = None,
         seed: int = 0,
         output: Output = "logit",
         limit_batches: int | None = None,
@@ -264,6 +312,11 @@ class TimeSeriesMetrics:
             raise SettingError(f"levels must lie strictly between 0 and 1 (0 and 1 are "
                                f"masked-accuracy points only), got {self.levels}")
         self.masked_levels = _check_levels(masked_levels, "masked_levels", 0.0, 1.0)
+        self.random_baseline = check_choice(random_baseline, "random_baseline",
+                                            RANDOM_BASELINES)
+        if random_key is not None and not isinstance(random_key, str):
+            raise SettingError(f"random_key must be a string or null, got {random_key!r}")
+        self.random_key = random_key or ""
         check_output(output, "output")
         self.seed, self.output = seed, output
         self.limit_batches, self.progress = check_limit_batches(limit_batches), progress
@@ -272,8 +325,8 @@ class TimeSeriesMetrics:
                        truth: Tensor, background: Tensor) -> dict[str, Tensor]:
         """Sums over the batch: ``<curve>`` ``(L,)`` of the defined per-sample values,
         ``<curve>_count`` ``(L,)`` how many were defined, ``correct`` ``(M,)``."""
-        _, scores = explainer(name, x, y)  # (B, N) |attribution|
-        saliency = rescale_saliency(scores)
+        _, scores = explainer(name, x, y)  # (B, N): |attribution| per cell
+        saliency = rescale_saliency(scores.double())  # the benchmark's maps are float64
         truth_flat = truth.flatten(1)  # (B, T, F) -> (B, N)
         masks = mass_masks(saliency, self.levels)  # (L, B, N)
         grid = saliency.view_as(x)
@@ -308,8 +361,10 @@ class TimeSeriesMetrics:
         device and left in the mode it was in.
         """
         check_methods(methods)
-        explainer = Explainer(ModalityForward(model, modality or TimeSeriesModality(),
-                                              self.output), methods, self.seed)
+        forward = ModalityForward(model, modality or TimeSeriesModality(), self.output)
+        device = next(model.parameters()).device
+        methods, permuted = self.with_random(methods, device)
+        explainer = Explainer(forward, methods, self.seed)
 
         def step(name: str, batch: Sequence[Tensor]) -> dict[str, Tensor]:
             return self.evaluate_batch(explainer, name, *self._unpack(batch))
@@ -320,7 +375,35 @@ class TimeSeriesMetrics:
                           for name, s in totals.items()} for curve in CURVES}
         accuracy = {name: _stay_at_zero((s["correct"].double() / total).tolist())
                     for name, s in totals.items()}
-        return TimeSeriesResult(self.levels, curves, self.masked_levels, accuracy, total)
+        return TimeSeriesResult(
+            self.levels, curves, self.masked_levels, accuracy, total,
+            "permuted" if permuted else "iid", permuted and permuted.name,
+            None if not permuted or permuted.permutation is None
+            else permuted.permutation.tolist())
+
+    def with_random(self, methods: Sequence[str] | Mapping[str, Attribution],
+                    device: torch.device) -> tuple[dict[str, Attribution], PermutedMap | None]:
+        """``methods`` as instances, with ``random`` the benchmark's :class:`PermutedMap`
+        (and the i.i.d. map as ``random_iid``) when ``random_baseline`` is ``permuted``.
+
+        As the benchmark, the permuted method is drawn uniformly from the others, once per
+        evaluation (a CPU draw seeded by ``seed`` and ``random_key``: the same on every
+        device).
+        """
+        named = (dict(methods) if isinstance(methods, Mapping)
+                 else {name: get_method(name) for name in methods})
+        if self.random_baseline == "iid" or "random" not in named:
+            return named, None
+        sources = [name for name in named if name not in ("random", "random_iid")]
+        if not sources:
+            raise SettingError("the benchmark's random baseline permutes another method's map; "
+                               "list at least one other method, or set random_baseline=iid")
+        chooser = method_generator(self.seed, f"random/permuted/{self.random_key}",
+                                   torch.device("cpu"))
+        source = sources[int(torch.randint(len(sources), (1,), generator=chooser))]
+        permuted = PermutedMap(source, named[source],
+                               method_generator(self.seed, source, device), chooser)
+        return {**named, "random": permuted, "random_iid": get_method("random")}, permuted
 
     @staticmethod
     def _unpack(batch: Sequence[Tensor]) -> tuple[Tensor, ...]:
@@ -346,6 +429,8 @@ __all__ = [
     "CURVES",
     "MASKED_LEVELS",
     "MASS_LEVELS",
+    "RANDOM_BASELINES",
+    "PermutedMap",
     "TimeSeriesMetrics",
     "TimeSeriesResult",
     "axis_precision_recall",

@@ -21,6 +21,7 @@ from contextlib import contextmanager, nullcontext
 import torch
 from torch import Tensor, nn
 
+from sgt.checks import check_choice
 from sgt.errors import ModelError
 
 
@@ -62,45 +63,58 @@ class LSTM(nn.Module):
         return self.fc(self.output_dropout(h[:, -1]))
 
 
+# How the attention computes its tanh and softmax: as the benchmark's code (``torch.tanh``,
+# ``F.softmax``) or as ``nn.Tanh``/``nn.Softmax`` modules. The values are the same; captum's
+# DeepLift applies its rescale rule to the modules only (docs/paper.md §3(d)).
+NONLINEARITIES = ("functional", "module")
+
+
 class InputCellAttention(nn.Module):
     """Input-cell attention (Ismail et al. 2019, https://arxiv.org/abs/1910.12370).
 
     At step t the LSTM cell reads, instead of ``x_t``, ``M_t``: ``hops`` attention
     distributions over the steps ``s ≤ t`` (scores ``W2 tanh(W1 x_s)``), each pooling the
     inputs, averaged over the hops. All steps are computed at once with a causal mask, so
-    the recurrence itself is a plain LSTM over ``M``.
+    the recurrence itself is a plain LSTM over ``M``. ``nonlinearities`` (see
+    :data:`NONLINEARITIES`): ``functional``, the benchmark's form, or ``module``.
     """
 
-    def __init__(self, num_features: int, hops: int = 10, attention_size: int = 50) -> None:
+    def __init__(self, num_features: int, hops: int = 10, attention_size: int = 50,
+                 nonlinearities: str = "functional") -> None:
         super().__init__()
+        self.nonlinearities = check_choice(nonlinearities, "model.nonlinearities",
+                                           NONLINEARITIES)
         self.first = nn.Linear(num_features, attention_size)
-        self.tanh = nn.Tanh()
         self.second = nn.Linear(attention_size, hops)
-        self.softmax = nn.Softmax(dim=2)
+        if self.nonlinearities == "module":
+            self.tanh, self.softmax = nn.Tanh(), nn.Softmax(dim=2)
 
     def forward(self, x: Tensor) -> Tensor:
         """``x (B, T, F)`` -> ``M (B, T, F)``."""
+        module = self.nonlinearities == "module"
         steps = x.shape[1]
-        scores = self.second(self.tanh(self.first(x)))  # (B, T, hops): per step s and hop
+        hidden = self.first(x)
+        scores = self.second(self.tanh(hidden) if module else torch.tanh(hidden))  # (B, T, hops)
         future = torch.ones(steps, steps, dtype=torch.bool, device=x.device).triu(1)
         # (B, t, s, hops): step t attends to s <= t (a finite fill keeps DeepLift's
         # differences finite)
         logits = scores[:, None].masked_fill(future[None, :, :, None],
                                              torch.finfo(scores.dtype).min)
-        weights = self.softmax(logits).mean(dim=3)  # (B, t, s), averaged over the hops
-        return weights @ x
+        weights = self.softmax(logits) if module else torch.softmax(logits, dim=2)
+        return weights.mean(dim=3) @ x  # (B, t, s), averaged over the hops
 
 
 class LSTMWithInputCellAttention(nn.Module):
     """Dropout → input-cell attention (hops r = 10, d_a = 50) → LSTM (hidden 5) → dropout →
-    last step → linear. ``time_steps`` is accepted for a uniform constructor."""
+    last step → linear. ``time_steps`` is accepted for a uniform constructor;
+    ``nonlinearities`` is the attention's (:class:`InputCellAttention`)."""
 
     def __init__(self, num_features: int = 50, num_classes: int = 2, time_steps: int = 50,
                  hidden_size: int = 5, hops: int = 10, attention_size: int = 50,
-                 dropout: float = 0.1) -> None:
+                 dropout: float = 0.1, nonlinearities: str = "functional") -> None:
         super().__init__()
         self.input_dropout = nn.Dropout(dropout)
-        self.attention = InputCellAttention(num_features, hops, attention_size)
+        self.attention = InputCellAttention(num_features, hops, attention_size, nonlinearities)
         self.rnn = nn.LSTM(num_features, hidden_size, batch_first=True)
         self.output_dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(hidden_size, num_classes)
@@ -211,6 +225,7 @@ __all__ = [
     "TCN",
     "InputCellAttention",
     "LSTMWithInputCellAttention",
+    "NONLINEARITIES",
     "TemporalBlock",
     "Transformer",
     "cudnn_disabled",

@@ -22,7 +22,7 @@ def plot_eraser(runs: Mapping[str, EraserResult], path: str | Path,
     fig = Figure(figsize=(max(6.0, 1.4 * len(methods) * 2), 3.2), layout="constrained")
     axes = fig.subplots(1, 2)
     width = 0.8 / max(1, len(runs))
-    for ax, key, arrow in zip(axes, ("comprehensiveness", "sufficiency"), ("↑", "↓"),
+    for ax, key, arrow in zip(axes, ("comprehensiveness_aopc", "sufficiency_aopc"), ("↑", "↓"),
                               strict=True):
         for i, (label, result) in enumerate(runs.items()):
             values = [getattr(result, key).get(m, float("nan")) for m in methods]
@@ -30,7 +30,7 @@ def plot_eraser(runs: Mapping[str, EraserResult], path: str | Path,
                           values, width, label=label, color=f"C{i}")
             ax.bar_label(bars, fmt="%.3f", fontsize=6)
         ax.set_xticks(range(len(methods)), methods, fontsize=8)
-        ax.set(title=f"{key} (AOPC) {arrow}", ylabel="p(ŷ|x) − p(ŷ|x')")
+        ax.set(title=f"{key.removesuffix('_aopc')} (AOPC) {arrow}", ylabel="p(ŷ|x) − p(ŷ|x')")
         ax.axhline(0.0, color="grey", lw=0.6)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7)

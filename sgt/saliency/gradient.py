@@ -16,23 +16,26 @@ from torch import Tensor
 
 from sgt.errors import SettingError
 
-Output = Literal["logit", "log_prob"]
-OUTPUTS: tuple[str, ...] = ("logit", "log_prob")
+Output = Literal["logit", "log_prob", "prob"]
+OUTPUTS: tuple[str, ...] = ("logit", "log_prob", "prob")
 
 
 def check_output(output: str, key: str = "saliency_output") -> None:
-    """The one check of which model output is explained (``logit`` or ``log_prob``)."""
+    """The one check of which model output is explained (``logit``, ``log_prob``, ``prob``)."""
     if output not in OUTPUTS:
         raise SettingError(f"{key} must be one of {list(OUTPUTS)}, got {output!r}")
 
 
 def explained_output(logits: Tensor, output: Output = "logit") -> Tensor:
-    """The explained output per class: the logits, or ``log_softmax`` of them.
+    """The explained output per class: the logits, their ``log_softmax`` or ``softmax``.
 
     ``log_prob`` is what the original MNIST network returned (it ended in ``log_softmax``);
-    ``logit`` is the raw class score (the original CIFAR/BIRD networks).
+    ``logit`` is the raw class score (the original CIFAR/BIRD networks); ``prob`` what the
+    time-series benchmark's networks returned (they ended in ``softmax``).
     """
-    return F.log_softmax(logits, dim=-1) if output == "log_prob" else logits
+    if output == "log_prob":
+        return F.log_softmax(logits, dim=-1)
+    return F.softmax(logits, dim=-1) if output == "prob" else logits
 
 
 def target_score(logits: Tensor, target: Tensor, output: Output = "logit") -> Tensor:

@@ -22,6 +22,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
+from sgt.checks import check_choice
 from sgt.features import Modality
 from sgt.registry import Registry
 from sgt.saliency.gradient import Output, check_output, explained_output, input_gradient
@@ -124,18 +125,27 @@ class Grad:
 
 @METHODS.register("smoothgrad")
 class SmoothGrad:
-    """SmoothGrad² (Smilkov et al. 2017, https://arxiv.org/abs/1706.03825): captum
-    ``NoiseTunnel(Saliency)``, ``smoothgrad_sq``, captum's defaults (5 samples, σ = 1)."""
+    """SmoothGrad (Smilkov et al. 2017, https://arxiv.org/abs/1706.03825): captum
+    ``NoiseTunnel(Saliency)`` with captum's defaults (5 samples, σ = 1).
 
-    def __init__(self, nt_samples: int = 5, stdevs: float = 1.0) -> None:
+    ``nt_type`` is captum's: ``smoothgrad_sq`` (the mean of squared gradients, the SGT
+    code's choice for its accuracy drop, and the default here), ``smoothgrad`` (captum's
+    default, the time-series benchmark's) or ``vargrad``.
+    """
+
+    NT_TYPES = ("smoothgrad", "smoothgrad_sq", "vargrad")
+
+    def __init__(self, nt_samples: int = 5, stdevs: float = 1.0,
+                 nt_type: str = "smoothgrad_sq") -> None:
         self.nt_samples, self.stdevs = nt_samples, stdevs
+        self.nt_type = check_choice(nt_type, "smoothgrad nt_type", self.NT_TYPES)
 
     def __call__(self, forward, z, target, valid, generator):
         # NoiseTunnel draws its noise from torch's global RNG: route it to ours.
         with global_rng_from(generator):
             ca = _captum()
             return ca.NoiseTunnel(ca.Saliency(forward)).attribute(
-                z, nt_type="smoothgrad_sq", nt_samples=self.nt_samples, stdevs=self.stdevs,
+                z, nt_type=self.nt_type, nt_samples=self.nt_samples, stdevs=self.stdevs,
                 target=target, additional_forward_args=_extra(valid))
 
 
