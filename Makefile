@@ -20,15 +20,20 @@ test: install  ## the CPU test suite (slow and GPU tests excluded)
 lint:
 	$(PYTHON) -m ruff check .
 
+# The paper's grids are Hydra sweeps (configs/grid/): LAUNCHER=local_parallel (CPU jobs side
+# by side), gpu_per_job (one job per GPU; add ARGS=trainer=gpu_per_job) or slurm_gpu; the
+# same command continues an interrupted grid. REPRO_DIR is the sweep folder.
+LAUNCHER ?=
+ARGS ?=
 ifndef REPRO_DIR
-REPRO_DIR := outputs/reproduce-mnist/$(shell date +%Y-%m-%d_%H-%M-%S)
+REPRO_DIR = outputs/$(1)/$(shell date +%Y-%m-%d_%H-%M-%S)
 endif
+SWEEP = $(PYTHON) -m experiments.train -m grid=$(1) $(if $(LAUNCHER),hydra/launcher=$(LAUNCHER)) hydra.sweep.dir=$(2) $(ARGS)
+
 reproduce-mnist: install  ## the paper's MNIST: regular vs SGT (k=0.5), accuracy drop of 7 methods, comparison
-	$(PYTHON) -m experiments.train experiment=mnist sgt.k=0 hydra.run.dir=$(REPRO_DIR)/regular
-	$(PYTHON) -m experiments.train experiment=mnist sgt.k=0.5 hydra.run.dir=$(REPRO_DIR)/sgt
-	$(PYTHON) -m experiments.evaluate ckpt_path=$(REPRO_DIR)/regular hydra.run.dir=$(REPRO_DIR)/eval_regular
-	$(PYTHON) -m experiments.evaluate ckpt_path=$(REPRO_DIR)/sgt hydra.run.dir=$(REPRO_DIR)/eval_sgt
-	$(PYTHON) -m experiments.compare $(REPRO_DIR)/regular $(REPRO_DIR)/sgt --labels regular SGT --out $(REPRO_DIR)/compare
+	$(eval DIR := $(call REPRO_DIR,mnist_comparison))
+	$(call SWEEP,mnist_comparison,$(DIR))
+	$(PYTHON) -m experiments.report $(DIR) --view mnist --labels regular SGT
 
 bench: install  ## SGT step vs plain step (CPU: BENCH_ARGS="--device cpu --batch-size 32 --iters 3 --precision fp32")
 	$(PYTHON) -m experiments.benchmark $(BENCH_ARGS)
@@ -37,7 +42,11 @@ cifar10: install  ## CIFAR-10 ResNet18 with its recipe (30-epoch one-cycle SGD, 
 	$(PYTHON) -m experiments.train dataset=cifar10 model=resnet18 sgt.k=$(or $(K),0.5)
 
 reproduce-timeseries: install  ## the poster's Table 2: 4 architectures × Middle/SmallMiddle × 7 processes (GPU)
-	$(PYTHON) -m experiments.timeseries_table
+	$(eval DIR := $(call REPRO_DIR,timeseries_table2))
+	$(call SWEEP,timeseries_table2,$(DIR))
+	$(PYTHON) -m experiments.report $(DIR) --view table2
 
 reproduce-movies: install  ## the poster's Table 1 for ERASER Movie Reviews, regular vs SGT
-	$(PYTHON) -m experiments.eraser_table
+	$(eval DIR := $(call REPRO_DIR,eraser_table1))
+	$(call SWEEP,eraser_table1,$(DIR))
+	$(PYTHON) -m experiments.report $(DIR) --view table1

@@ -1,64 +1,32 @@
-"""One table for a Hydra sweep: ``python -m experiments.report MULTIRUN_DIR``.
+"""Runs and sweeps as tables and figures: ``python -m experiments.report FOLDER [FOLDER ...]``.
 
-Every job folder (``<multirun dir>/<n>/`` with ``.hydra/config.yaml``) gives one row: its
-overrides, ``k``, ``λ``, test accuracy (``metrics.json``) and, where the job was evaluated,
-its evaluation's summary (e.g. the area under each method's accuracy-drop curve). The table
-is printed and written to ``report.csv`` in the multirun dir, with every metric plotted
-against each swept setting (one line per value of the other). Nothing is overwritten.
+One collector reads every run below the folders given (run folders, sweep folders, any
+folder above runs) and a view shows them (``--view``, see :mod:`experiments.runs.views`):
 
-``--html`` also writes ``report.html``, one self-contained page (figures embedded, opens
-offline): the table sortable by a click on a column, the plots, and the best and the worst
-job's curves (by test accuracy, or ``--sort-by COLUMN``). Given a run folder instead of a
-sweep, ``--html`` writes that run's page: metrics, training curves, evaluations, config.
+- ``sweep`` (default): one row per run, every metric against each swept setting;
+- ``compare``: N runs side by side (``--labels``), with their curves and saliency maps;
+- ``mnist``: the paper's MNIST comparison, regular vs SGT (``grid=mnist_comparison``);
+- ``table1`` / ``table2``: the poster's Table 1 (ERASER) / Table 2 (time series) beside ours.
+
+Every view prints its table and writes csv (and md/json for the tables) under names no
+earlier report holds, in ``--out`` (default: the folder given, or ``outputs/report/<time>``
+for several); ``--html`` adds a self-contained page. Given one run folder, ``--html`` writes
+that run's page: metrics, training curves, evaluations, config.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
 
 from experiments.runs.cli import fail
+from experiments.runs.collect import collect
+from experiments.runs.compose import new_dated_folder
 from experiments.runs.files import claim_stem
-from experiments.runs.pages import check_sort_column, run_page, sweep_page
-from experiments.runs.sweep import collect, columns_of, result_columns, swept
+from experiments.runs.pages import run_page
+from experiments.runs.views import VIEWS, Options
 from sgt.errors import SGTError
-
-
-def write_report(rows: Sequence[dict[str, Any]], out_dir: Path, sweep_dir: Path | None = None,
-                 name: str = "accuracy_drop", sort_by: str = "test/acc") -> dict[str, Path]:
-    """``report.csv`` and one plot per swept setting, under a name no earlier report holds;
-    with ``sweep_dir`` (where ``rows`` come from) also ``report.html``."""
-    from sgt.plots import plot_metric_vs
-
-    varying = swept(rows)
-    if sweep_dir is not None:
-        check_sort_column(rows, sort_by)
-    html = [".html"] if sweep_dir is not None else []
-    stem = claim_stem(out_dir, "report", [".csv", *(f"_vs_{s}.png" for s in varying), *html])
-    files = {"csv": out_dir / f"{stem}.csv"}
-    with files["csv"].open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns_of(rows))
-        writer.writeheader()
-        writer.writerows(rows)
-    ys = result_columns(rows)
-    for setting in varying:
-        others = [s for s in varying if s != setting]
-        files[f"vs_{setting}"] = plot_metric_vs(rows, setting, ys,
-                                                out_dir / f"{stem}_vs_{setting}.png",
-                                                group=others[0] if others else None)
-    if sweep_dir is not None:
-        files["html"] = out_dir / f"{stem}.html"
-        plots = {k: p for k, p in files.items() if k.startswith("vs_")}
-        files["html"].write_text(sweep_page(sweep_dir, rows, name, sort_by, plots),
-                                 encoding="utf-8")
-    return files
 
 
 def write_run_report(run_dir: Path, out_dir: Path) -> Path:
@@ -68,49 +36,43 @@ def write_run_report(run_dir: Path, out_dir: Path) -> Path:
     return path
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
-def print_rows(rows: Sequence[dict[str, Any]]) -> None:
-    columns = columns_of(rows)
-    table = Table(title="sweep (auc: area under the accuracy-drop curve, lower = more faithful)")
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("job", "overrides") else "right",
-                         overflow="fold")
-    for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
-    width = None if sys.stdout.isatty() else max(120, 14 * len(columns))
-    Console(width=width).print(table)
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="+", type=Path,
+                        help="run or sweep folders (every run below them is collected)")
+    parser.add_argument("--view", default="sweep", choices=VIEWS.names(),
+                        help="how to show the runs (default: sweep)")
+    parser.add_argument("--name", help="the evaluation shown (eval.name; default: the view's "
+                        "own: accuracy_drop, eraser or timeseries)")
+    parser.add_argument("--out", type=Path, help="output folder")
+    parser.add_argument("--html", action="store_true", help="also write a self-contained page")
+    parser.add_argument("--sort-by", default="test/acc",
+                        help="sweep: the column that picks the best and worst run of the page")
+    parser.add_argument("--labels", nargs="+", help="compare: one label per run")
+    parser.add_argument("--method", default="grad", help="compare: the saliency maps drawn")
+    parser.add_argument("--min-accuracy", type=float, default=0.9,
+                        help="table2: leave out models below this test accuracy (0.9, as the "
+                             "benchmark)")
+    return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path, help="a Hydra sweep folder (or, with --html, "
-                        "a run folder)")
-    parser.add_argument("--name", default="accuracy_drop", help="evaluation name (eval.name)")
-    parser.add_argument("--out", type=Path, help="output folder (default: the given folder)")
-    parser.add_argument("--html", action="store_true",
-                        help="also write report.html, one self-contained page")
-    parser.add_argument("--sort-by", default="test/acc",
-                        help="column that picks the best and worst job of the HTML report")
-    args = parser.parse_args(argv)
-    out = args.out or args.folder
-    is_run = (args.folder / ".hydra" / "config.yaml").is_file()
-    if is_run and not args.html:
-        fail(f"{args.folder} is a run folder, not a sweep: add --html for its report page")
+    args = parse(argv)
+    if not 0 <= args.min_accuracy <= 1:
+        fail(f"--min-accuracy must be a fraction in [0, 1], got {args.min_accuracy}")
+    one = args.folders[0] if len(args.folders) == 1 else None
     try:
-        if is_run:
-            print(write_run_report(args.folder, out))
+        if one is not None and (one / ".hydra" / "config.yaml").is_file() and args.html \
+                and args.view == "sweep":
+            print(write_run_report(one, args.out or one))
             return
-        rows = collect(args.folder, args.name)
-        files = write_report(rows, out, args.folder if args.html else None, args.name,
-                             args.sort_by)
+        records = collect(args.folders)
+        out = args.out or one or new_dated_folder(Path("outputs/report"))
+        options = Options(out, args.name, args.html, args.sort_by, args.labels, args.method,
+                          args.min_accuracy)
+        files = VIEWS.get(args.view)(records, options)
     except SGTError as err:
         fail(str(err))
-    print_rows(rows)
     for path in files.values():
         print(path)
 

@@ -6,6 +6,8 @@ validation + ``last.ckpt``), ``csv/version_N/metrics.csv`` and ``metrics.json``.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,8 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, read_write
 from pytorch_lightning.callbacks.progress import ProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
@@ -21,8 +24,10 @@ from experiments.runs.build import build, instantiate_list
 from experiments.runs.checks import start_run, validate
 from experiments.runs.claim import release_run_dir
 from experiments.runs.cli import RunInterrupted, call_library, report_user_errors
+from experiments.runs.devices import share_cpu_threads, trainer_devices
 from experiments.runs.evaluation import evaluate_checkpoint
 from experiments.runs.files import METRICS, read_metrics, write_json_atomic
+from experiments.runs.multirun import continue_command, in_multirun, sweep_dir_of_job
 from experiments.runs.resume import check_resume, finished_message, resolve_ckpt, resume_command
 from experiments.runs.summary import print_run_summary
 from sgt.checkpoint_io import check_fits, read_checkpoint
@@ -102,20 +107,47 @@ def fit(trainer: pl.Trainer, module: SaliencyGuidedModule, datamodule: InMemoryD
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except SIGTERMException:
+        how = (f"continue the sweep with {continue_command(sweep_dir_of_job())}"
+               if in_multirun() else f"resume with {resume_command(run_dir)}")
         raise RunInterrupted(
             f"the run was stopped by SIGTERM in epoch {trainer.current_epoch} (step "
-            f"{trainer.global_step}); checkpoints/last.ckpt holds the last complete epoch: "
-            f"resume with {resume_command(run_dir)}") from None
+            f"{trainer.global_step}); checkpoints/last.ckpt holds the last complete epoch "
+            f"(if one was): {how}") from None
     if trainer.global_step == 0:
         raise SettingError("the run took no training step (trainer.limit_train_batches or "
                            "the data left none), so there is nothing to test; give "
                            "trainer.limit_train_batches > 0")
 
 
+# What Lightning leaves in a process that started DDP: a later job of the same sweep would
+# take it for a process started by someone else, and start none of its own.
+DDP_ENVIRONMENT = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE",
+                   "GROUP_RANK", "RANK", "LOCAL_WORLD_SIZE")
+
+
+def run_as_this_job(run_dir: Path) -> None:
+    """A job of a sweep is a run of its own. Lightning would start a DDP run's other
+    processes with the sweep's command (``-m`` and every job): make it this job's command, a
+    single run, in a process an earlier job's DDP left clean. Jobs that run side by side on
+    the CPU share its cores."""
+    if in_multirun():
+        for key in DDP_ENVIRONMENT:
+            os.environ.pop(key, None)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        hydra_cfg = HydraConfig.get()
+        overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("hydra.run.dir=")]
+        sys.argv = [sys.argv[0], *overrides, f"hydra.run.dir={run_dir}"]
+        with read_write(hydra_cfg):  # where Lightning puts the other processes: this job's
+            hydra_cfg.run.dir = str(run_dir)
+        share_cpu_threads(OmegaConf.select(hydra_cfg, "launcher.n_jobs") or 1)
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job; returns what it writes to ``metrics.json``."""
     validate(cfg)
     run_dir = Path(cfg.paths.output_dir)
+    run_as_this_job(run_dir)
     done = start_run(cfg, run_dir)  # claims the run dir (the CLI's callback already did)
     if done is not None:
         print(finished_message(run_dir, done))
@@ -152,7 +184,8 @@ def fit_test_evaluate(cfg: DictConfig, datamodule: InMemoryDataModule,
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers = instantiate_list(cfg.get("logger"))
     trainer: pl.Trainer = call_library("trainer", lambda: hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False))
+        cfg.trainer, callbacks=callbacks, logger=loggers or False,
+        devices=trainer_devices(OmegaConf.select(cfg, "trainer.devices", default="auto"))))
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
@@ -176,6 +209,8 @@ def fit_test_evaluate(cfg: DictConfig, datamodule: InMemoryDataModule,
         epoch_time_s=epoch_times,
         skipped_batches=module.skipped_batches,
         seed=cfg.seed,
+        world_size=trainer.world_size,
+        batch_size=datamodule.batch_size,  # global: each process takes its share
     )
     return metrics, trainer.is_global_zero
 

@@ -1,7 +1,7 @@
-"""The ERASER tasks through the command line: Movies on the real data (train, evaluate,
-the Table 1 script), FEVER and e-SNLI on small corpora written in ERASER's layout, and a
-missing dataset. Tiny models and a few batches: these prove the configs and the files, not
-the numbers."""
+"""The ERASER tasks through the command line: Movies on the real data (the Table 1 grid as a
+Hydra sweep, evaluate, the Table 1 view), FEVER and e-SNLI on small corpora written in
+ERASER's layout, and a missing dataset. Tiny models and a few batches: these prove the
+configs and the files, not the numbers."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from experiments import eraser_table
+from experiments import report
 from experiments.evaluate import evaluate
 from sgt.evaluation.eraser import BINS
 from tests.conftest import ROOT, SHARED_DATA, compose_config
@@ -73,31 +73,28 @@ def check_records(records: list[dict], classes: set[str]) -> None:
                 1.0, abs=1e-5)
 
 
-# -- Movies: the Table 1 script trains both models, then the evaluate CLI ---------------
+# -- Movies: the Table 1 grid trains both models, then the evaluate CLI -----------------
 @pytest.fixture(scope="module")
 def table(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``python -m experiments.eraser_table`` on Movies, tiny (in this process; its two
-    training jobs run as ``python -m experiments.train`` processes)."""
-    out = tmp_path_factory.mktemp("table") / "table"
-    cache = tmp_path_factory.mktemp("cache")
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in (("SGT_DATA_DIR", SHARED_DATA), ("SGT_CACHE_DIR", cache),
-                           ("OMP_NUM_THREADS", "1"), ("HYDRA_FULL_ERROR", "0")):
-            mp.setenv(key, str(value))
-        mp.chdir(ROOT)
-        assert eraser_table.main(["--out", str(out), *TINY_MOVIES, *TINY_TRAIN,
-                                  *(f"--eval={o}" for o in TINY_EVAL)]) == out
-    return out
+    """``python -m experiments.train -m grid=eraser_table1`` on Movies, tiny: job 0 is the
+    regular model (k = 0), job 1 the SGT one (k = 0.5), each evaluated with ``eval=eraser``."""
+    sweep = tmp_path_factory.mktemp("table") / "sweep"
+    done = cli("train", "-m", "grid=eraser_table1", *TINY_MOVIES, *TINY_TRAIN, *TINY_EVAL,
+               f"hydra.sweep.dir={sweep}", data_dir=SHARED_DATA,
+               cache_dir=tmp_path_factory.mktemp("cache"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return sweep
 
 
 @needs_movies
-def test_table_script_writes_the_poster_table_beside_ours(table: Path) -> None:
-    saved = json.loads((table / "table.json").read_text())
+def test_table1_view_writes_the_poster_table_beside_ours(table: Path, tmp_path: Path) -> None:
+    report.main([str(table), "--view", "table1", "--out", str(tmp_path), "--html"])
+    saved = json.loads((tmp_path / "table1_movies.json").read_text())
     rows = saved["rows"]
     assert [(r["method"], r["model"]) for r in rows] == [
         (m, k) for m in METHODS for k in ("regular", "sgt")]
-    for model, k in (("regular", 0.0), ("sgt", 0.5)):
-        run = table / model
+    for model, job, k in (("regular", "0", 0.0), ("sgt", "1", 0.5)):
+        run = table / job
         assert OmegaConf.load(run / ".hydra" / "config.yaml").sgt.k == k
         result = json.loads((run / "eval" / "eraser.json").read_text())
         test_acc = json.loads((run / "metrics.json").read_text())["test/acc"]
@@ -112,24 +109,23 @@ def test_table_script_writes_the_poster_table_beside_ours(table: Path) -> None:
             ig["regular"]["poster_sufficiency"], ig["sgt"]["poster_sufficiency"]) == (
         0.265, 0.306, 0.054, 0.002)
     assert {r["poster_sufficiency"] for r in rows if r["method"] == "random"} == {0.294}
-    with (table / "table.csv").open() as f:
+    with (tmp_path / "table1_movies.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 8
     md = [[c.strip() for c in line.strip().strip("|").split("|")]
-          for line in (table / "table.md").read_text().splitlines() if line.startswith("| ")]
+          for line in (tmp_path / "table1_movies.md").read_text().splitlines()
+          if line.startswith("| ")]
     header = md[0]
     cells = {row[0]: dict(zip(header, row, strict=True)) for row in md[1:]}
-    assert list(cells) == ["Comprehensiveness ↑", "Sufficiency ↓", "Token F1 ↑", "AUPRC ↑"]
+    assert list(cells) == ["Comprehensiveness", "Sufficiency", "Token F1", "AUPRC"]
     # the poster's layout: "ours (poster)" per method and model
-    assert cells["Comprehensiveness ↑"]["Integrated Gradients SGT"] == (
+    assert cells["Comprehensiveness"]["Integrated Gradients SGT"] == (
         f"{ig['sgt']['comprehensiveness']:.3f} (0.306)")
-    assert cells["Sufficiency ↓"]["Integrated Gradients Trad."] == (
+    assert cells["Sufficiency"]["Integrated Gradients Trad."] == (
         f"{ig['regular']['sufficiency']:.3f} (0.054)")
-    assert [j["model"] for j in saved["jobs"]] == ["regular", "sgt"]
     # the 4 evaluated reviews are all NEG: no model beats always answering NEG, and the
     # table says that its numbers mean nothing
-    assert [j["at_chance"] for j in saved["jobs"]] == [True, True]
-    assert (table / "table.md").read_text().count("**Warning**: ") == 2
-    assert (table / "train_regular.log").is_file() and (table / "train_sgt.log").is_file()
+    assert (tmp_path / "table1_movies.md").read_text().count("**Warning**: ") == 2
+    assert (tmp_path / "table1_movies.html").read_text().count("<tr>") == 5
 
 
 @needs_movies
@@ -137,7 +133,7 @@ def test_movies_run_evaluates_again_with_eraser_files(table: Path, tmp_path: Pat
     """Training wrote eval/eraser* (``eval=eraser``); `experiments.evaluate ckpt_path=<run>
     eval=eraser` (here in this process) rebuilds the run from its saved config and adds
     eval/eraser_2*."""
-    run = table / "regular"
+    run = table / "0"  # the regular model
     evaluate(compose_config("evaluate.yaml", [f"ckpt_path={run}", "eval=eraser", *TINY_EVAL,
                                               "eval.metric.progress=false"], tmp_path / "job"))
     result = json.loads((run / "eval" / "eraser_2.json").read_text())
@@ -216,24 +212,14 @@ def test_missing_dataset_is_one_error_line_and_no_run_folder(tmp_path: Path) -> 
     assert not run.exists()
 
 
-def test_table_script_checks_the_data_before_any_job(tmp_path: Path, monkeypatch,
-                                                     capsys) -> None:
+def test_a_grid_looks_for_its_data_before_any_job(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    monkeypatch.setenv("SGT_DATA_DIR", str(empty))
-    monkeypatch.chdir(tmp_path)  # the default output folder would be ./outputs/eraser_table
-    with pytest.raises(SystemExit) as exit_info:
-        eraser_table.main(["--task", "esnli"])
-    assert exit_info.value.code == 2
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    sweep = tmp_path / "sweep"
+    done = cli("train", "-m", "grid=eraser_table1", "experiment=esnli",
+               f"hydra.sweep.dir={sweep}", data_dir=empty, cache_dir=tmp_path / "cache")
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: ERASER esnli not found")
     assert str(empty / "eraser" / "esnli") in errors[0]
-    assert not (tmp_path / "outputs").exists()
-
-
-def test_table_script_refuses_sgt_settings_for_both_models(tmp_path: Path, capsys) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        eraser_table.main(["sgt.k=0.3", "--out", str(tmp_path / "t")])
-    assert exit_info.value.code == 2
-    assert "--sgt sgt.k=0.3" in capsys.readouterr().err
-    assert not (tmp_path / "t").exists()
+    assert not sweep.exists()

@@ -25,10 +25,10 @@ from omegaconf import OmegaConf
 
 from experiments.report import main as report_main
 from experiments.report import write_run_report
+from experiments.runs.collect import collect, rows
 from experiments.runs.files import read_metrics
 from experiments.runs.history import read_history
 from experiments.runs.pages import best_and_worst, value_cell
-from experiments.runs.sweep import collect
 from experiments.train import train
 from tests.conftest import CPU_TEST_OVERRIDES, compose_config, needs_mnist
 
@@ -205,7 +205,7 @@ def test_sweep_report_table_marks_best_and_worst(sweep: Path,
     assert "Best: job 1 (95.00 %); worst: job 10 (90.00 %), by test/acc." in page
     assert '<td class="num" data-sort="0.9">90.00 %</td>' in page  # job 10's test accuracy
     # by another column: lower AUC = more faithful, so job 10 is best and job 1 worst
-    best, worst = best_and_worst(collect(sweep), "auc/grad")
+    best, worst = best_and_worst(rows(collect([sweep]), "accuracy_drop"), "auc/grad")
     assert (best["job"], worst["job"]) == ("10", "1")
 
 
@@ -233,7 +233,7 @@ def test_sweep_report_sorts_by_a_click_and_draws_every_figure(
 @pytest.mark.parametrize(("job", "options", "message"), [
     ("", ["--html", "--sort-by", "auc/gard"], "error: --sort-by 'auc/gard' is not a result "
      "column of this sweep; choose one of: test/acc, val/acc_best, auc/grad, auc/random"),
-    ("0", [], "is a run folder, not a sweep: add --html for its report page"),
+    ("", ["--view", "table2"], "none of the 4 runs has a time-series evaluation"),
 ])
 def test_report_errors_are_one_line_and_write_nothing(
         sweep: Path, capsys: pytest.CaptureFixture, job: str, options: list[str],

@@ -1,4 +1,5 @@
-"""Sweep report and run comparison on small run dirs written here in the real layout."""
+"""The collector and the sweep and compare views, on small run dirs written here in the real
+layout."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from experiments.compare import compare
-from experiments.compare import main as compare_main
-from experiments.report import collect, write_report
 from experiments.report import main as report_main
+from experiments.runs.collect import collect, rows
 from experiments.runs.files import latest_result
+from experiments.runs.views import Options
+from experiments.runs.views.compare import compare
+from experiments.runs.views.sweep import show as sweep_view
 
 LEVELS = [0.0, 0.5]
 
@@ -59,8 +61,7 @@ def sweep(tmp_path: Path) -> Path:
 
 
 def test_report_collects_one_row_per_job(sweep: Path) -> None:
-    rows = collect(sweep)
-    assert rows == [
+    assert rows(collect([sweep]), "accuracy_drop") == [
         {"job": "0", "overrides": "sgt.k=0.0", "k": 0.0, "lam": 1.0, "test/acc": 0.98,
          "val/acc_best": pytest.approx(0.97), "auc/grad": 0.45, "auc/random": 0.47},
         {"job": "1", "overrides": "sgt.k=0.5", "k": 0.5, "lam": 1.0, "test/acc": 0.97,
@@ -70,9 +71,21 @@ def test_report_collects_one_row_per_job(sweep: Path) -> None:
     ]
 
 
+def test_every_evaluation_of_a_run_is_collected(sweep: Path) -> None:
+    _evaluation(sweep / "0", "accuracy_drop_mean", {"grad": 0.5}, "0")
+    (record,) = [r for r in collect([sweep]) if r.name == "0"]
+    assert record.evaluation_names == ["accuracy_drop", "accuracy_drop_mean"]
+    row = record.row()
+    assert (row["accuracy_drop/auc/grad"], row["accuracy_drop_mean/auc/grad"]) == (0.45, 0.5)
+    # any folder above runs: a run named by its path below it
+    assert [r.name for r in collect([sweep.parent])] == ["multirun/0", "multirun/1",
+                                                        "multirun/10"]
+    assert [r.name for r in collect([sweep / "1", sweep])] == ["1", "0", "10"]
+
+
 def test_report_files_are_written_and_never_overwritten(sweep: Path) -> None:
-    first = write_report(collect(sweep), sweep)
-    second = write_report(collect(sweep), sweep)
+    first = sweep_view(collect([sweep]), Options(sweep))
+    second = sweep_view(collect([sweep]), Options(sweep))
     assert first["csv"].name == "report.csv" and second["csv"].name == "report_2.csv"
     with first["csv"].open() as f:
         table = list(csv.DictReader(f))
@@ -91,7 +104,7 @@ def test_report_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFi
 def test_newest_evaluation_is_read(sweep: Path) -> None:
     _evaluation(sweep / "0", "accuracy_drop_2", {"grad": 0.40}, "0")
     assert latest_result(sweep / "0").name == "accuracy_drop_2.json"
-    assert collect(sweep)[0]["auc/grad"] == 0.40
+    assert rows(collect([sweep]), "accuracy_drop")[0]["auc/grad"] == 0.40
 
 
 def test_compare_regular_vs_sgt(tmp_path: Path) -> None:
@@ -106,6 +119,10 @@ def test_compare_regular_vs_sgt(tmp_path: Path) -> None:
     assert all(p.stat().st_size > 0 for p in done["files"].values())
     again = compare([regular, sgt], tmp_path / "cmp", labels=["a", "b"])
     assert again["files"]["csv"].name == "compare_2.csv"
+    report_main([str(regular), str(sgt), "--view", "mnist", "--html", "--out",
+                 str(tmp_path / "cmp")])
+    page = (tmp_path / "cmp" / "compare_3.html").read_text()
+    assert page.count("<img") == 3 and "regular vs SGT k=0.5 λ=1" in page  # regular first
 
 
 def test_compare_without_evaluation_says_what_to_run(
@@ -113,7 +130,7 @@ def test_compare_without_evaluation_says_what_to_run(
     run = _job(tmp_path, "run", 0.0, 1.0, [], 0.99, None)
     other = _job(tmp_path, "other", 0.5, 1.0, [], 0.99, {"grad": 0.3}, "SGT")
     with pytest.raises(SystemExit) as exit_:
-        compare_main([str(run), str(other), "--out", str(tmp_path / "cmp")])
+        report_main([str(run), str(other), "--view", "compare", "--out", str(tmp_path / "cmp")])
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "python -m experiments.evaluate ckpt_path=" in err

@@ -30,14 +30,15 @@ RUN = [*CPU_TEST_OVERRIDES, "trainer.deterministic=true", "trainer.max_epochs=2"
 class PauseAt(pl.Callback):
     """Creates ``flag`` when training reaches ``batch`` of ``epoch``, then waits there (at
     most 10 minutes) until the process is killed or Lightning has received SIGTERM: a stop
-    at a known point in the middle of an epoch."""
+    at a known point in the middle of an epoch. Once ``flag`` exists it never pauses again,
+    so the same command continues the run."""
 
     def __init__(self, epoch: int, batch: int, flag: str) -> None:
         self.at, self.flag = (epoch, batch), Path(flag)
 
     def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule,
                              batch: object, batch_idx: int) -> None:
-        if (trainer.current_epoch, batch_idx) == self.at:
+        if (trainer.current_epoch, batch_idx) == self.at and not self.flag.exists():
             self.flag.touch()
             deadline = time.monotonic() + 600
             while not trainer.received_sigterm and time.monotonic() < deadline:
@@ -58,6 +59,16 @@ def wait_for(path: Path, proc: subprocess.Popen, log: Path, timeout: float = 300
         assert proc.poll() is None, log.read_text()[-2000:]
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.2)
+
+
+def sigterm_when_paused(proc: subprocess.Popen, flag: Path, log: Path) -> None:
+    """SIGTERM ``proc`` once it has paused (``flag``), and check it exits 143."""
+    try:
+        wait_for(flag, proc, log)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=300) == 128 + signal.SIGTERM
+    finally:
+        proc.kill()
 
 
 @needs_mnist
@@ -132,15 +143,10 @@ def test_sigterm_exits_non_zero_and_says_how_to_resume(tmp_path: Path) -> None:
                      "+callbacks.pause._target_=tests.test_resume.PauseAt",
                      "+callbacks.pause.epoch=1", "+callbacks.pause.batch=2",
                      f"+callbacks.pause.flag={flag}")
-    try:
-        wait_for(flag, proc, log)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=300) == 128 + signal.SIGTERM
-    finally:
-        proc.kill()
+    sigterm_when_paused(proc, flag, log)
     errors = [line for line in log.read_text().splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "stopped by SIGTERM in epoch 1" in errors[0], log.read_text()
-    assert f"ckpt_path=last hydra.run.dir={run}" in errors[0]
+    assert f"ckpt_path=auto hydra.run.dir={run}" in errors[0]
     assert "Traceback" not in log.read_text()
     assert not (run / "metrics.json").exists()
     last = read_checkpoint(run / "checkpoints" / "last.ckpt")  # as after SIGKILL: epoch 0

@@ -1,5 +1,6 @@
-"""The time-series experiment through its command lines: train + evaluate, every architecture
-with SGT, bad dataset names, and the poster Table 2 script on a tiny grid."""
+"""The time-series experiment through its command lines: a tiny subset of the Table 2 grid
+as a Hydra sweep (local parallel launcher), evaluate, every architecture with SGT, bad
+dataset names, and the Table 2 view of ``experiments.report``."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from experiments import report
 from experiments.runs.build import load_module
+from experiments.runs.collect import Record, collect
 from experiments.runs.files import resolve_run
-from experiments.timeseries_table import load_poster
-from experiments.timeseries_table import main as table_main
+from experiments.runs.views.common import poster as load_poster
 from experiments.train import train
-from sgt.data.timeseries_synth import LAYOUTS, PROCESSES
+from sgt.data.timeseries_synth import LAYOUTS
 from sgt.evaluation import TimeSeriesResult, difference_from_random
 from sgt.saliency import Explainer, ModalityForward
 from tests.conftest import ROOT
@@ -31,7 +33,10 @@ METHODS = ["grad", "integrated_gradients", "random"]
 TINY = ["trainer.accelerator=cpu", "eval.device=cpu", "trainer.max_epochs=1",
         "dataset.num_train=60", "dataset.val_size=10", "dataset.num_test=20",
         "dataset.batch_size=25", f"eval.methods=[{','.join(METHODS)}]", "eval.num_examples=0"]
-TINY_GRID = ["--archs", "tcn", "--layouts", "Middle", "--processes", "Gaussian", "--jobs", "2"]
+# 2 × 2 × 2 of grid=timeseries_table2: TCN and LSTM, two processes, regular and SGT
+TINY_GRID = ["grid=timeseries_table2", "model=tcn,lstm", "dataset.layout=Middle",
+             "dataset.process=Gaussian,NARMA", "hydra/launcher=local_parallel",
+             "hydra.launcher.n_jobs=2"]
 BOX_FRACTION = 30 * 30 / (50 * 50)  # the Middle layout's box: 30 × 30 of 50 × 50 cells
 
 
@@ -51,22 +56,24 @@ def _env(cache: Path) -> dict[str, str]:
 
 def run_cli(script: str, *args: str, cache: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", f"experiments.{script}", *args], cwd=ROOT,
-                          env=_env(cache), capture_output=True, text=True, timeout=300)
+                          env=_env(cache), capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The Table 2 script's folder after a tiny grid: TCN on Middle_Gaussian, regular and
-    SGT, each job a ``python -m experiments.train ... eval=timeseries`` subprocess."""
-    root = tmp_path_factory.mktemp("timeseries_table")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SGT_CACHE_DIR", str(root / "cache"))
-        patch.setenv("HYDRA_FULL_ERROR", "0")
-        patch.setenv("OMP_NUM_THREADS", "1")  # each job's torch threads
-        table_main([*TINY_GRID, "--min-accuracy", "0", "--out-root", str(root / "out"),
-                    *TINY])
-    (out_dir,) = (root / "out").iterdir()
-    yield out_dir
+    """The sweep folder of ``python -m experiments.train -m grid=timeseries_table2 …``
+    narrowed to 8 tiny jobs, two at a time (each trains, tests, then ``eval=timeseries``)."""
+    root = tmp_path_factory.mktemp("timeseries_grid")
+    done = run_cli("train", "-m", *TINY_GRID, *TINY, f"hydra.sweep.dir={root / 'sweep'}",
+                   cache=root / "cache")
+    assert done.returncode == 0, done.stderr[-3000:]
+    yield root / "sweep"
+
+
+def job(grid: Path, model: str, process: str, k: float) -> Record:
+    (found,) = [r for r in collect([grid]) if r.choices["model"] == model
+                and r.setting("dataset.process") == process and r.k == k]
+    return found
 
 
 def _result(path: Path) -> TimeSeriesResult:
@@ -77,12 +84,13 @@ def _result(path: Path) -> TimeSeriesResult:
 
 
 def test_train_cli_with_eval_writes_a_sane_timeseries_evaluation(grid: Path) -> None:
-    jobs = {j["regime"]: j for j in json.loads((grid / "jobs.json").read_text())["jobs"]}
-    assert {r: j["returncode"] for r, j in jobs.items()} == {"regular": 0, "sgt": 0}
-    run = grid / "runs" / "tcn" / "Middle" / "Gaussian" / "sgt"
+    records = collect([grid])
+    assert len(records) == 8 and sorted(r.name for r in records) == [str(i) for i in range(8)]
+    assert {(r.choices["model"], r.setting("dataset.process"), r.k) for r in records} == {
+        (m, p, k) for m in ("tcn", "lstm") for p in ("Gaussian", "NARMA") for k in (0, 0.5)}
+    run = job(grid, "tcn", "Gaussian", 0.5).folder
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs"] == 1 and 0 <= metrics["test/acc"] <= 1
-    assert metrics["test/acc"] == jobs["sgt"]["test_acc"]
     for name in ("timeseries.json", "timeseries.csv", "timeseries.yaml",
                  "timeseries_precision_recall.png", "timeseries_masked_accuracy.png"):
         assert (run / "eval" / name).stat().st_size > 0, name
@@ -102,7 +110,7 @@ def test_train_cli_with_eval_writes_a_sane_timeseries_evaluation(grid: Path) -> 
 
 
 def test_evaluate_cli_on_the_run_adds_a_second_result(grid: Path, tmp_path: Path) -> None:
-    run = grid / "runs" / "tcn" / "Middle" / "Gaussian" / "sgt"
+    run = job(grid, "tcn", "Gaussian", 0.5).folder
     done = run_cli("evaluate", f"ckpt_path={run}", "eval=timeseries",
                    "eval.methods=[grad,random]", "eval.num_examples=0", "eval.device=cpu",
                    "eval.metric.progress=false", f"hydra.run.dir={tmp_path / 'job'}",
@@ -157,40 +165,51 @@ def test_train_cli_bad_layout_is_one_line_naming_the_layouts(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--processes", "Gaussian,Sine"], "--processes: unknown ['Sine']; allowed "
-     f"(comma-separated): {', '.join(PROCESSES.names())}"),
-    (["--layouts", "Moving"], "--layouts: unknown ['Moving']; allowed (comma-separated): "
-     f"{', '.join(LAYOUTS)}"),
-    (["--archs", "tcn,rnn"], "--archs: unknown ['rnn']; allowed (comma-separated): "
-     f"{', '.join(ARCHS)}"),
-    (["dataset.process=Sine"], "dataset.process=Sine: the grid sets dataset.process in every "
-     "job; use --processes"),
+    (["dataset.process=Gaussian,Sine"], "dataset.process must be one of"),
+    (["model=tcn,rnn"], "Could not find 'model/rnn'"),
     (["dataset.time_steps=5"], "dataset.time_steps must be an integer >= 10"),
-    (["sgt.k=0"], "the SGT jobs would train with sgt.k=0"),
 ])
-def test_table_script_refuses_bad_settings_before_any_folder(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
-        message: str) -> None:
-    with pytest.raises(SystemExit) as exit_:
-        table_main(["--out-root", str(tmp_path / "out"), *args])
-    assert exit_.value.code == 2
-    (line,) = capsys.readouterr().err.splitlines()
-    assert line.startswith(f"error: {message}")
-    assert not (tmp_path / "out").exists()
+def test_a_bad_job_of_the_grid_is_refused_before_any_folder(
+        tmp_path: Path, args: list[str], message: str) -> None:
+    """Every job of the grid, its params included, is checked before the first starts."""
+    done = run_cli("train", "-m", "grid=timeseries_table2", *args,
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}", cache=tmp_path / "cache")
+    assert done.returncode in (1, 2)  # Hydra's own composition errors exit 1
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "sweep").exists()
 
 
-# -- (d) the Table 2 script --------------------------------------------------------------
+def test_the_grid_has_the_posters_112_jobs() -> None:
+    from hydra import compose, initialize_config_dir
+
+    from experiments.runs.multirun import sweep_overrides
+    from tests.conftest import CONFIGS
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS)):
+        cfg = compose("train.yaml", ["grid=timeseries_table2"], return_hydra_config=True)
+        jobs = sweep_overrides(cfg)
+    assert len(jobs) == 4 * 2 * 7 * 2
+    assert {o.split("=")[0] for o in jobs[0]} == {"grid", "model", "dataset.layout",
+                                                 "dataset.process", "sgt.k"}
 
 
-def test_table_puts_ours_beside_the_posters(grid: Path) -> None:
-    poster = load_poster()
-    rows = {r["method"]: r for r in json.loads((grid / "table2.json").read_text())["rows"]}
-    assert list(rows) == list(poster["methods"])  # TCN's six rows, in the poster's order
-    runs = grid / "runs" / "tcn" / "Middle" / "Gaussian"
-    for regime in ("regular", "sgt"):
-        ours = difference_from_random(_result(runs / regime / "eval" / "timeseries.json"))
+# -- (d) the Table 2 view ------------------------------------------------------------------
+
+
+def test_table2_view_puts_ours_beside_the_posters(grid: Path, tmp_path: Path) -> None:
+    poster = load_poster("table2")
+    report.main([str(grid), "--view", "table2", "--min-accuracy", "0", "--out",
+                 str(tmp_path)])
+    rows = json.loads((tmp_path / "table2.json").read_text())["rows"]
+    assert [r["arch"] for r in rows] == ["lstm"] * 6 + ["tcn"] * 6  # the poster's order
+    tcn = {r["method"]: r for r in rows if r["arch"] == "tcn"}
+    assert list(tcn) == list(poster["methods"])
+    for regime, k in (("regular", 0.0), ("sgt", 0.5)):
+        results = [job(grid, "tcn", p, k).evaluation("timeseries") for p in ("Gaussian",
+                                                                              "NARMA")]
+        ours = difference_from_random(results)
         assert set(ours) == {"grad", "integrated_gradients"}  # the methods evaluated
-        for method, row in rows.items():
+        for method, row in tcn.items():
             for metric in ("aup", "aur"):
                 if method in ours:
                     assert row[f"{regime}_{metric}"] == pytest.approx(ours[method][metric])
@@ -198,33 +217,35 @@ def test_table_puts_ours_beside_the_posters(grid: Path) -> None:
                     assert row[f"{regime}_{metric}"] is None
                 assert row[f"poster_{regime}_{metric}"] == poster[f"diff_{metric}"]["tcn"][
                     method][regime == "sgt"]
-            assert row[f"{regime}_models"] == "1/1"
-    table = (grid / "table2.md").read_text()
-    ig = rows["integrated_gradients"]
+            assert row[f"{regime}_models"] == "2/2"
+    table = (tmp_path / "table2.md").read_text()
+    ig = tcn["integrated_gradients"]
     assert (f"| TCN | IG | {ig['regular_aup']:.3f} / {ig['sgt_aup']:.3f} | 0.233 / 0.291 | "
-            f"{ig['regular_aur']:.3f} / {ig['sgt_aur']:.3f} | 0.191 / 0.210 | 1/1, 1/1 |"
+            f"{ig['regular_aur']:.3f} / {ig['sgt_aur']:.3f} | 0.191 / 0.210 | 2/2, 2/2 |"
             ) in table
-    jobs = (grid / "jobs.csv").read_text().splitlines()
-    assert len(jobs) == 3 and jobs[0].startswith("arch,layout,process,regime,test_acc")
 
 
-def test_collect_applies_the_threshold_without_overwriting(grid: Path) -> None:
-    before = {p.name: p.read_bytes() for p in grid.glob("table2.*")}
-    rows = table_main(["--collect", str(grid), "--min-accuracy", "1"])
-    accuracies = [json.loads((run / "metrics.json").read_text())["test/acc"]
-                  for run in sorted((grid / "runs" / "tcn" / "Middle" / "Gaussian").iterdir())]
-    perfect = dict(zip(("regular", "sgt"), (int(a == 1.0) for a in accuracies), strict=True))
-    for row in rows:
-        for regime, n in perfect.items():
-            assert row[f"{regime}_models"] == f"{n}/1"
-            assert (row[f"{regime}_aup"] is None) == (n == 0)
-    assert {p.name: p.read_bytes() for p in grid.glob("table2.*")} == before
-    assert (grid / "table2_2.md").is_file() and (grid / "jobs_2.csv").is_file()
+def test_table2_view_applies_the_threshold_without_overwriting(grid: Path,
+                                                              tmp_path: Path) -> None:
+    report.main([str(grid), "--view", "table2", "--min-accuracy", "0", "--out",
+                 str(tmp_path)])
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("table2.*")}
+    report.main([str(grid), "--view", "table2", "--min-accuracy", "1", "--out",
+                 str(tmp_path), "--html"])
+    rows = json.loads((tmp_path / "table2_2.json").read_text())["rows"]
+    for model in ("tcn", "lstm"):
+        for regime, k in (("regular", 0.0), ("sgt", 0.5)):
+            perfect = sum(job(grid, model, p, k).metrics["test/acc"] == 1.0
+                          for p in ("Gaussian", "NARMA"))
+            for row in (r for r in rows if r["arch"] == model):
+                assert row[f"{regime}_models"] == f"{perfect}/2"
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("table2.*")} == before
+    assert (tmp_path / "table2_2.html").read_text().count("<tr>") == len(rows) + 1
 
 
 def test_poster_file_matches_the_digest() -> None:
     """docs/poster_table2.json holds the numbers of docs/paper.md §4.2, cell by cell."""
-    poster = load_poster()
+    poster = load_poster("table2")
     section = (ROOT / "docs" / "paper.md").read_text().split("### 4.2")[1].split("### 4.3")[0]
     archs = {name: key for key, name in poster["archs"].items()}
     methods = list(poster["methods"])

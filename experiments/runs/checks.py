@@ -15,6 +15,7 @@ from typing import Any
 
 import hydra
 import torch
+from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
@@ -22,8 +23,20 @@ from experiments.runs.build import sgt_settings
 from experiments.runs.claim import claim_run_dir, release_run_dir
 from experiments.runs.cli import call_library, fail
 from experiments.runs.evaluation import check_eval
-from experiments.runs.files import METRICS
-from experiments.runs.resume import check_resume, finished, finished_message, resolve_ckpt
+from experiments.runs.multirun import (
+    Job,
+    check_sweep,
+    keep_earlier_sweep_file,
+    save_job_files_beside_results,
+    stop_on_sigterm,
+)
+from experiments.runs.resume import (
+    RESUMING,
+    check_start,
+    finished_message,
+    results_in,
+    resume_subdir,
+)
 from sgt.checks import check_int
 from sgt.errors import SettingError, SGTError
 from sgt.module import SaliencyGuidedModule
@@ -48,6 +61,12 @@ def check_trainer(cfg: DictConfig) -> None:
                                   or limit <= 0 or (isinstance(limit, float) and limit > 1)):
             raise SettingError(f"trainer.{key} must be a count of batches >= 1, a fraction of "
                                f"the epoch in (0, 1], or null (all), got {limit!r}")
+    world = world_size(cfg)
+    batch = OmegaConf.select(cfg, "dataset.batch_size")
+    if world and isinstance(batch, int) and batch % world:
+        raise SettingError(f"dataset.batch_size={batch} is the global batch of the {world} "
+                           "DDP processes (trainer.devices × trainer.num_nodes) and must divide "
+                           f"evenly between them; choose a multiple of {world}")
     max_epochs = OmegaConf.select(cfg, "trainer.max_epochs")
     if max_epochs is not None and max_epochs != -1:
         try:
@@ -55,6 +74,20 @@ def check_trainer(cfg: DictConfig) -> None:
         except SettingError:
             raise SettingError("trainer.max_epochs must be a positive integer or -1 (no limit), "
                                f"got {max_epochs!r}") from None
+
+
+def world_size(cfg: DictConfig) -> int | None:
+    """How many processes a DDP config starts, when the config says (``None``: not DDP, or
+    ``trainer.devices`` left to the machine)."""
+    if not str(OmegaConf.select(cfg, "trainer.strategy")).startswith("ddp"):
+        return None
+    devices = OmegaConf.select(cfg, "trainer.devices")
+    nodes = OmegaConf.select(cfg, "trainer.num_nodes") or 1
+    if isinstance(devices, bool) or not isinstance(devices, (int, list, tuple)) and not (
+            OmegaConf.is_list(devices)):
+        return None
+    count = len(devices) if not isinstance(devices, int) else devices
+    return count * nodes if count > 0 and isinstance(nodes, int) else None
 
 
 def validate(cfg: DictConfig) -> None:
@@ -69,42 +102,34 @@ def validate(cfg: DictConfig) -> None:
     if cfg.get("eval"):
         check_eval(cfg.eval)
     ckpt = cfg.get("ckpt_path")
-    if ckpt not in (None, "last") and not Path(str(ckpt)).is_file():
-        raise SettingError(f"ckpt_path={ckpt!r} is not a file; give a .ckpt path, or `last` "
-                           "with hydra.run.dir=<the run to resume>")
+    if ckpt not in (None, *RESUMING) and not Path(str(ckpt)).is_file():
+        raise SettingError(f"ckpt_path={ckpt!r} is not a file; give a .ckpt path, or `auto` "
+                           "(`last`) with hydra.run.dir=<the run to resume>")
 
 
-def results_in(output_dir: Path) -> list[str]:
-    """The results of an earlier run that ``output_dir`` holds."""
-    return [p for p in (METRICS, "checkpoints") if (output_dir / p).exists()]
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 
 
-def refuse_overwrite(output_dir: Path, resuming: bool) -> None:
-    """A new run never writes into a folder that already holds results."""
-    taken = results_in(output_dir)
-    if taken and not resuming:
+def check_launcher(config: DictConfig, jobs: list[Job]) -> None:
+    """What a launcher cannot do with these jobs is refused in one line: DDP runs need
+    Hydra's basic launcher (Lightning starts each job's other processes from this command),
+    and a Slurm job requeued after preemption needs ``ckpt_path=auto`` to resume itself."""
+    launcher = str(OmegaConf.select(config, "hydra.launcher._target_"))
+    ddp = [j for j in jobs if str(OmegaConf.select(j.config, "trainer.strategy")).startswith(
+        "ddp")]
+    if ddp and launcher != BASIC_LAUNCHER:
         raise SettingError(
-            f"{output_dir} already holds results ({', '.join(taken)}); choose another "
-            "hydra.run.dir, or resume that run with ckpt_path=last"
-        )
-
-
-def resume_subdir(run_dir: Path) -> str:
-    """Where Hydra saves a resumed start's config: ``.hydra/resume_<n>``, so the first
-    start's ``.hydra/config.yaml`` (what evaluation rebuilds the run from) stays untouched."""
-    n = 1
-    while (run_dir / ".hydra" / f"resume_{n}").exists():
-        n += 1
-    return f".hydra/resume_{n}"
-
-
-def _sweep_jobs(config: DictConfig) -> list[list[str]]:
-    """Each multirun job's overrides (basic sweeper grammar: ``a=1,2 b=x,y``)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
-    return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+            f"{ddp[0].label} is a DDP run (trainer.strategy="
+            f"{ddp[0].config.trainer.strategy}), which Hydra's basic launcher runs one after "
+            f"another, each on trainer.devices processes; this sweep's launcher "
+            f"({launcher.rsplit('.', 1)[-1]}) cannot start them: drop hydra/launcher=…, or "
+            "give each job one device (trainer=gpu_per_job)")
+    requeue = (OmegaConf.select(config, "hydra.launcher.max_num_timeout") or 0) > 0
+    if requeue and config.get("ckpt_path") != "auto":
+        raise SettingError("a Slurm job requeued after preemption or timeout starts its job "
+                           "again: add ckpt_path=auto, so it resumes from its own last.ckpt "
+                           "(the grid configs set it)")
 
 
 def record_resolved_paths(config: DictConfig) -> None:
@@ -118,21 +143,25 @@ def record_resolved_paths(config: DictConfig) -> None:
 
 
 def start_run(config: DictConfig, run_dir: Path) -> dict[str, Any] | None:
-    """Claim ``run_dir`` for this start, then refuse what would overwrite or mix results:
-    a new run into a folder with results, a resume with other settings. Returns the metrics
-    of a finished run that this start would not train further (``None`` otherwise)."""
+    """Claim ``run_dir`` for this start, then :func:`check_start`."""
     claim_run_dir(run_dir)
     try:
-        resuming = config.get("ckpt_path") is not None
-        refuse_overwrite(run_dir, resuming)
-        if not resuming:
-            return None
-        resolve_ckpt(config, run_dir)
-        check_resume(config, run_dir)
-        return finished(config, run_dir)
+        return check_start(config, run_dir)
     except SGTError:
         release_run_dir(run_dir)  # and removed when this start created it
         raise
+
+
+def prepare_data(jobs: list[Job]) -> None:
+    """Each dataset of a sweep found (or downloaded) once, before any job: missing data fails
+    the sweep before it starts, and parallel jobs never race to download."""
+    seen = set()
+    for job in jobs:
+        key = OmegaConf.to_yaml(job.config.dataset)
+        if key not in seen:
+            seen.add(key)
+            call_library("dataset", lambda job=job: hydra.utils.instantiate(
+                job.config.dataset)).prepare_data()
 
 
 class ValidateConfig(Callback):
@@ -156,18 +185,24 @@ class ValidateConfig(Callback):
                 config.hydra.output_subdir = resume_subdir(run_dir)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from hydra import compose
-
-        try:
-            jobs = _sweep_jobs(config)
-        except Exception:  # another sweeper's grammar (optuna ranges): check the base only
-            jobs = []
+        """Check every job of the sweep, and its folder, before Hydra writes anything
+        (:mod:`experiments.runs.multirun`)."""
         try:
             validate(config)
-            for overrides in jobs:
-                validate(compose(config.hydra.job.config_name, overrides=overrides))
+            if OmegaConf.select(config, "hydra.sweeper._target_") == BASIC_SWEEPER:
+                jobs = check_sweep(config)
+                for job in jobs:
+                    validate(job.config)
+                check_launcher(config, jobs)
+                prepare_data(jobs)
+            # another sweeper (optuna) draws its jobs as it goes: the base config is checked
         except SGTError as err:
             fail(str(err))
+        except HydraException as err:  # a job that does not compose (Hydra's exit code)
+            fail(str(err), exit_code=1)
+        keep_earlier_sweep_file(config)
+        save_job_files_beside_results(config)
+        stop_on_sigterm(Path(str(config.hydra.sweep.dir)))
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Each job of a sweep records absolute data paths too."""

@@ -5,7 +5,7 @@ checkpoint's weights are loaded into them; the evaluation is instantiated from
 ``eval.metric`` and called on the test set. Results go to ``<run dir>/eval/``:
 ``<name>.json`` (the result, its settings and provenance), ``<name>.csv`` (its table),
 ``<name>.yaml`` (the evaluation config), figures and ``<name>_examples.pt`` (example maps
-that ``experiments.compare`` draws). A taken name gets a numbered suffix: nothing is
+that ``experiments.report --view compare`` draws). A taken name gets a numbered suffix: nothing is
 overwritten. Both ``experiments.evaluate`` and ``experiments.train ... eval=<name>`` use it.
 """
 

@@ -25,6 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from experiments.runs.collect import METRICS, SETTINGS, columns_of, result_columns, swept
 from experiments.runs.files import EVAL_DIR, latest_result, load_run_config, read_metrics, run_label
 from experiments.runs.history import read_history
 from experiments.runs.html import (
@@ -39,7 +40,6 @@ from experiments.runs.html import (
     stats,
     table,
 )
-from experiments.runs.sweep import METRICS, SETTINGS, columns_of, result_columns, swept
 from sgt.errors import SettingError
 from sgt.evaluation import EvaluationResult, result_from_dict
 from sgt.plots.common import number
@@ -384,7 +384,7 @@ def _best_worst_section(sweep_dir: Path, name: str, sort_by: str,
 
 def sweep_page(sweep_dir: Path, rows: Sequence[Mapping[str, Any]], name: str, sort_by: str,
                figures: Mapping[str, Path]) -> str:
-    """The report page of a sweep: ``rows`` from :func:`experiments.runs.sweep.collect`,
+    """The report page of a sweep: ``rows`` from :func:`experiments.runs.collect.rows`,
     ``figures`` the metric-vs-setting PNGs already drawn (``{"vs_k": path}``)."""
     check_sort_column(rows, sort_by)
     pair = best_and_worst(rows, sort_by)

@@ -9,7 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.runs.files import read_metrics
+from experiments.runs.files import METRICS, read_metrics
 from sgt.errors import SettingError
 
 # Keys a resume may change freely: where things are, how the run is shown or logged, the
@@ -23,15 +23,23 @@ COMPARED_CALLBACKS = ("callbacks.model_checkpoint", "callbacks.last_checkpoint",
                       "callbacks.early_stopping")
 
 
+RESUMING = ("last", "auto")  # ckpt_path values that resume this run dir's own run
+
+
 def resolve_ckpt(cfg: DictConfig, run_dir: Path) -> str | None:
-    """``last`` means this run dir's ``checkpoints/last.ckpt``."""
-    if cfg.get("ckpt_path") != "last":
-        return cfg.get("ckpt_path")
+    """``last`` means this run dir's ``checkpoints/last.ckpt``; ``auto`` means it if there
+    is one, else a fresh start (what a requeued or continued job needs)."""
+    ckpt = cfg.get("ckpt_path")
+    if ckpt not in RESUMING:
+        return ckpt
     last = run_dir / "checkpoints" / "last.ckpt"
-    if not last.is_file():
-        raise SettingError(f"ckpt_path=last but {last} does not exist; pass "
-                           "hydra.run.dir=<the run dir to resume>")
-    return str(last)
+    if last.is_file():
+        return str(last)
+    if ckpt == "auto":
+        return None
+    raise SettingError(f"ckpt_path=last but {last} does not exist; pass "
+                       "hydra.run.dir=<the run dir to resume>, or ckpt_path=auto to start "
+                       "afresh when there is nothing to resume")
 
 
 def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -66,7 +74,7 @@ def resume_command(run_dir: Path, *changes: str) -> str:
     overrides_file = run_dir / ".hydra" / "overrides.yaml"
     overrides = [o for o in (OmegaConf.load(overrides_file) if overrides_file.is_file() else [])
                  if not o.lstrip("+~").startswith(("ckpt_path=", "hydra.run.dir=", *replaced))]
-    return " ".join(["python -m experiments.train", *overrides, *changes, "ckpt_path=last",
+    return " ".join(["python -m experiments.train", *overrides, *changes, "ckpt_path=auto",
                      f"hydra.run.dir={run_dir}"])
 
 
@@ -109,3 +117,40 @@ def finished_message(run_dir: Path, done: Mapping[str, Any]) -> str:
     return (f"{run_dir} is a finished run ({epochs} epochs, max_epochs reached); nothing was "
             f"changed. To train it longer: "
             f"{resume_command(run_dir, f'trainer.max_epochs=<more than {epochs}>')}")
+
+
+def results_in(output_dir: Path) -> list[str]:
+    """The results of an earlier run that ``output_dir`` holds."""
+    return [p for p in (METRICS, "checkpoints") if (output_dir / p).exists()]
+
+
+def refuse_overwrite(output_dir: Path, resuming: bool) -> None:
+    """A new run never writes into a folder that already holds results."""
+    taken = results_in(output_dir)
+    if taken and not resuming:
+        raise SettingError(
+            f"{output_dir} already holds results ({', '.join(taken)}); choose another "
+            "hydra.run.dir, or resume that run with ckpt_path=auto"
+        )
+
+
+def resume_subdir(run_dir: Path) -> str:
+    """Where Hydra saves a resumed start's config: ``.hydra/resume_<n>``, so the first
+    start's ``.hydra/config.yaml`` (what evaluation rebuilds the run from) stays untouched."""
+    n = 1
+    while (run_dir / ".hydra" / f"resume_{n}").exists():
+        n += 1
+    return f".hydra/resume_{n}"
+
+
+def check_start(config: DictConfig, run_dir: Path) -> dict[str, Any] | None:
+    """Refuse what would overwrite or mix results: a new run into a folder with results, a
+    resume with other settings. Returns the metrics of a finished run that this start would
+    not train further (``None`` otherwise)."""
+    resuming = config.get("ckpt_path") is not None
+    refuse_overwrite(run_dir, resuming)
+    if not resuming:
+        return None
+    if resolve_ckpt(config, run_dir) is not None:
+        check_resume(config, run_dir)
+    return finished(config, run_dir)

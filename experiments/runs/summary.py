@@ -35,9 +35,13 @@ def print_run_summary(cfg: DictConfig, metrics: Mapping[str, Any]) -> None:
         return
     run_dir = Path(cfg.paths.output_dir)
     times = metrics.get("epoch_time_s") or []
+    world, batch = metrics.get("world_size", 1), metrics.get("batch_size")
+    processes = (f" on {world} processes (global batch {batch}, {batch // world} each)"
+                 if world > 1 and batch else "")
     lines = [
         f"done: {run_label(cfg)} on {_choice('dataset')} ({_choice('model')}), "
-        f"{len(times)} epoch{'s' * (len(times) != 1)} trained in {sum(times):.0f} s",
+        f"{len(times)} epoch{'s' * (len(times) != 1)} trained in {sum(times):.0f} s"
+        f"{processes}",
         f"  test accuracy {_percent(metrics.get('test/acc'))} (masked inputs "
         f"{_percent(metrics.get('test/acc_masked'))}); best validation accuracy "
         f"{_percent(metrics.get('val/acc_best'))}",

@@ -31,7 +31,9 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     Args:
         data_dir: root folder holding the dataset (``paths.data_dir``).
-        batch_size: training batch size (per process under DDP).
+        batch_size: training batch size, the global one under DDP: each of the ``W``
+            processes takes ``batch_size / W`` samples a step (it must divide evenly), so
+            a recipe means the same on any number of devices.
         eval_batch_size: batch size for validation and test.
         val_size: images carved from the training set for model selection (ignored when
             the dataset has its own validation set, see :meth:`load_val_split`).
@@ -169,12 +171,20 @@ class InMemoryDataModule(pl.LightningDataModule):
         device = trainer.strategy.root_device
         return device if device.type != "cpu" else None
 
+    def process_batch_size(self, world_size: int) -> int:
+        """Each of ``world_size`` processes' share of the global training batch."""
+        if self.batch_size % world_size:
+            raise SGTError(f"dataset.batch_size={self.batch_size} is the global batch of all "
+                           f"{world_size} processes and must divide evenly between them; "
+                           f"choose a multiple of {world_size}")
+        return self.batch_size // world_size
+
     def _loader(self, split: str, train: bool) -> TensorLoader:
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
         return TensorLoader(
             self.splits[split],
-            self.batch_size if train else self.eval_batch_size,
+            self.process_batch_size(world) if train else self.eval_batch_size,
             transform=self.train_transform if train else self.eval_transform,
             shuffle=train,
             seed=self.seed,

@@ -1,18 +1,17 @@
-"""Regular vs SGT side by side: ``python -m experiments.compare RUN_A RUN_B [RUN ...]``.
+"""``--view compare``: N runs side by side; ``--view mnist``: the paper's MNIST comparison.
 
-Reads each run's newest ``eval/<name>*.json`` (written by ``experiments.evaluate`` or
-``experiments.train ... eval=<name>``), prints the evaluations' summaries as one table and
-writes ``compare.csv`` plus figures: the evaluation's own (e.g. the accuracy-drop curves of
-all runs per method), saliency maps of the same examples, and their gradient distributions.
+Reads each run's newest ``eval/<name>*.json``, prints the evaluations' summaries as one
+table and writes ``compare.csv`` plus figures: the evaluation's own (e.g. the accuracy-drop
+curves of all runs per method), saliency maps of the same examples, and their gradient
+distributions. ``mnist`` is the same for a regular and an SGT run's accuracy drop
+(``grid=mnist_comparison``), labelled by their k.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +19,17 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from experiments.runs.cli import fail
+from experiments.runs.collect import Record
 from experiments.runs.files import claim_stem, latest_result
-from sgt.errors import SettingError, SGTError
+from experiments.runs.views.common import VIEWS, Options
+from sgt.errors import SettingError
 from sgt.evaluation import result_from_dict
+
+PER_EXAMPLE = ("inputs", "labels", "features", "gradients", "tokens")  # rows = examples
 
 
 def load_evaluation(run_dir: Path, name: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """A run's newest evaluation (its JSON) and its saved examples (``None`` if absent)."""
-    if not run_dir.is_dir():
-        raise SettingError(f"run dir {run_dir} does not exist")
     found = latest_result(run_dir, name)
     if found is None:
         raise SettingError(f"{run_dir} has no eval/{name}.json; evaluate it first: "
@@ -39,9 +39,6 @@ def load_evaluation(run_dir: Path, name: str) -> tuple[dict[str, Any], dict[str,
     examples = (torch.load(examples_pt, weights_only=True)
                 if examples_pt and Path(examples_pt).is_file() else None)
     return data, examples
-
-
-PER_EXAMPLE = ("inputs", "labels", "features", "gradients", "tokens")  # rows = examples
 
 
 def first_examples(examples: dict[str, Any], n: int) -> dict[str, Any]:
@@ -64,7 +61,7 @@ def compare(run_dirs: Sequence[Path], out_dir: Path, labels: Sequence[str] | Non
     from sgt.plots import plot_examples, plot_gradient_distributions, result_figures
 
     if len(run_dirs) < 2:
-        raise SettingError(f"compare needs at least two run dirs, got {len(run_dirs)}")
+        raise SettingError(f"compare needs at least two runs, got {len(run_dirs)}")
     if labels is not None and len(labels) != len(run_dirs):
         raise SettingError(f"--labels gives {len(labels)} labels for {len(run_dirs)} runs")
     loaded = [load_evaluation(Path(d), name) for d in run_dirs]
@@ -104,23 +101,38 @@ def print_table(summary: dict[str, dict[str, float | None]], labels: Sequence[st
     Console().print(table)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="evaluated run dirs (>= 2)")
-    parser.add_argument("--labels", nargs="+", help="one label per run (default: from k, λ)")
-    parser.add_argument("--name", default="accuracy_drop", help="evaluation name (eval.name)")
-    parser.add_argument("--method", default="grad", help="saliency maps to draw")
-    parser.add_argument("--out", type=Path, help="output folder (default: outputs/compare/<time>)")
-    args = parser.parse_args(argv)
-    out = args.out or Path("outputs/compare") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    try:
-        done = compare(args.runs, out, args.labels, args.name, args.method)
-    except SGTError as err:
-        fail(str(err))
-    print_table(done["summary"], done["labels"], args.name)
-    for path in done["files"].values():
-        print(path)
+def html_page(done: dict[str, Any], name: str, out: Path) -> Path:
+    """The comparison as one self-contained page: the summary table and every figure."""
+    from experiments.runs.html import Section, figure, page, table
+
+    labels = done["labels"]
+    rows = [[key, *("—" if v is None else f"{v:.4f}" for v in values.values())]
+            for key, values in done["summary"].items()]
+    figures = [figure(p, kind.replace("_", " ")) for kind, p in done["files"].items()
+               if p.suffix == ".png"]
+    path = out / f"{done['files']['csv'].stem}.html"
+    path.write_text(page(f"{name}: {' vs '.join(labels)}", str(out), [
+        Section("summary", "Summary", table(["measure", *labels], rows)),
+        Section("figures", "Figures", "\n".join(figures))], "sgt report"), encoding="utf-8")
+    return path
 
 
-if __name__ == "__main__":
-    main()
+@VIEWS.register("compare")
+def show(records: Sequence[Record], options: Options) -> dict[str, Path]:
+    name = options.name or "accuracy_drop"
+    done = compare([r.folder for r in records], options.out, options.labels, name,
+                   options.method)
+    print_table(done["summary"], done["labels"], name)
+    if options.html:
+        done["files"]["html"] = html_page(done, name, options.out)
+    return done["files"]
+
+
+@VIEWS.register("mnist")
+def show_mnist(records: Sequence[Record], options: Options) -> dict[str, Path]:
+    """The regular run(s) first, then SGT, by their accuracy drop."""
+    ordered = sorted(records, key=lambda r: r.k)
+    labels = options.labels or [r.label for r in ordered]
+    mnist = Options(options.out, options.name or "accuracy_drop", options.html,
+                    options.sort_by, labels, options.method, options.min_accuracy)
+    return show(ordered, mnist)

@@ -1,0 +1,84 @@
+"""``--view sweep`` (the default): one row per run, and every metric against each swept
+setting.
+
+A row is the run's overrides, ``k``, ``λ``, test accuracy (``metrics.json``) and its
+evaluation ``--name``'s summary (e.g. the area under each method's accuracy-drop curve).
+The table is printed and written to ``report.csv``, with one plot per swept setting (a line
+per value of the other). ``--html`` also writes ``report.html``, one self-contained page
+(figures embedded, opens offline): the table sortable by a click on a column, the plots,
+and the best and the worst run's curves (by test accuracy, or ``--sort-by COLUMN``).
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from experiments.runs.collect import Record, columns_of, result_columns, rows, swept
+from experiments.runs.files import claim_stem
+from experiments.runs.pages import check_sort_column, sweep_page
+from experiments.runs.views.common import VIEWS, Options
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def print_rows(table_rows: Sequence[dict[str, Any]]) -> None:
+    columns = columns_of(table_rows)
+    table = Table(title="sweep (auc: area under the accuracy-drop curve, lower = more faithful)")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("job", "overrides") else "right",
+                         overflow="fold")
+    for row in table_rows:
+        table.add_row(*(_cell(row.get(c)) for c in columns))
+    width = None if sys.stdout.isatty() else max(120, 14 * len(columns))
+    Console(width=width).print(table)
+
+
+@VIEWS.register("sweep")
+def show(records: Sequence[Record], options: Options) -> dict[str, Path]:
+    """``report.csv``, one plot per swept setting and (``--html``) ``report.html``."""
+    from sgt.plots import plot_metric_vs
+
+    name = options.name or "accuracy_drop"
+    table_rows = rows(records, name)
+    varying = swept(table_rows)
+    if options.html:
+        check_sort_column(table_rows, options.sort_by)
+    html = [".html"] if options.html else []
+    out = options.out
+    stem = claim_stem(out, "report", [".csv", *(f"_vs_{s}.png" for s in varying), *html])
+    files = {"csv": out / f"{stem}.csv"}
+    with files["csv"].open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns_of(table_rows))
+        writer.writeheader()
+        writer.writerows(table_rows)
+    ys = result_columns(table_rows)
+    for setting in varying:
+        others = [s for s in varying if s != setting]
+        files[f"vs_{setting}"] = plot_metric_vs(table_rows, setting, ys,
+                                                out / f"{stem}_vs_{setting}.png",
+                                                group=others[0] if others else None)
+    if options.html:
+        files["html"] = out / f"{stem}.html"
+        plots = {k: p for k, p in files.items() if k.startswith("vs_")}
+        files["html"].write_text(
+            sweep_page(common_root(records), table_rows, name, options.sort_by, plots),
+            encoding="utf-8")
+    print_rows(table_rows)
+    return files
+
+
+def common_root(records: Sequence[Record]) -> Path:
+    """The folder the runs' names are relative to (a run's own name is its folder's)."""
+    folder, name = records[0].folder, Path(records[0].name)
+    return folder.parents[len(name.parts) - 1]
