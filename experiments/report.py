@@ -5,6 +5,8 @@ folder above runs) and a view shows them (``--view``, see :mod:`experiments.runs
 
 - ``sweep`` (default): one row per run, every metric against each swept setting;
 - ``compare``: N runs side by side (``--labels``), with their curves and saliency maps;
+- ``tradeoff``: test accuracy against each method's faithfulness relative to random, the
+  Pareto front marked;
 - ``mnist``: the paper's MNIST comparison, regular vs SGT (``grid=mnist_comparison``);
 - ``table1`` / ``table2``: the poster's Table 1 (ERASER) / Table 2 (time series) beside ours.
 
@@ -46,10 +48,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
                         "own: accuracy_drop, eraser or timeseries)")
     parser.add_argument("--out", type=Path, help="output folder")
     parser.add_argument("--html", action="store_true", help="also write a self-contained page")
-    parser.add_argument("--sort-by", default="test/acc",
-                        help="sweep: the column that picks the best and worst run of the page")
+    parser.add_argument("--sort-by", help="sweep: the column that picks the best and worst "
+                        "run of the page (default: the ends of --method's Pareto front)")
     parser.add_argument("--labels", nargs="+", help="compare: one label per run")
-    parser.add_argument("--method", default="grad", help="compare: the saliency maps drawn")
+    parser.add_argument("--method", default="grad", help="compare: the saliency maps drawn; "
+                        "sweep: the method whose Pareto front the page marks")
     parser.add_argument("--min-accuracy", type=float, default=0.9,
                         help="table2: leave out models below this test accuracy (0.9, as the "
                              "benchmark)")

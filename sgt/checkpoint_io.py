@@ -1,16 +1,15 @@
 """Checkpoints that are never half-written, and that fail with one clear line when unusable.
 
 A run killed while saving must not leave a truncated ``last.ckpt`` that a resume would
-trust. :class:`AtomicCheckpointIO` writes each checkpoint to a hidden temporary file in the
-same folder, fsyncs it and renames it over the target (atomic on POSIX), so the target is
-always the previous or the new complete file. Reading turns torch's errors about corrupt or
+trust. :class:`AtomicCheckpointIO` writes each checkpoint through
+:func:`sgt.atomic.atomic_write`, so the target is always the previous or the new complete
+file. Reading turns torch's errors about corrupt or
 foreign files into a :class:`CheckpointError`, and :func:`check_fits` says which network a
 checkpoint was trained with when it does not fit the one being built.
 """
 
 from __future__ import annotations
 
-import os
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
+from sgt.atomic import atomic_write
 from sgt.errors import CheckpointError, StorageError
 
 NET_KEY = "sgt_net"  # checkpoint entry naming the network class it holds weights for
@@ -103,17 +103,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
         path = Path(path)
-        tmp = temporary_path(path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
+            with atomic_write(path, temporary=temporary_path(path)) as f:
                 torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            _fsync_dir(path.parent)  # make the rename itself durable
         except BaseException as err:
-            tmp.unlink(missing_ok=True)
             if write_failure(err):
                 raise StorageError(
                     f"cannot write checkpoint {path} ({reason_of(err)}); the checkpoints "
@@ -140,10 +133,3 @@ def reason_of(err: BaseException) -> str:
     return err.strerror if isinstance(err, OSError) and err.strerror else str(err).strip(
         ).splitlines()[0]
 
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -7,7 +7,13 @@ import torch
 from torch import Tensor, nn
 
 from sgt.errors import SettingError
-from sgt.evaluation import LEVELS, AccuracyDrop, AccuracyDropResult, area_under_curve
+from sgt.evaluation import (
+    LEVELS,
+    AccuracyDrop,
+    AccuracyDropResult,
+    area_under_curve,
+    measure,
+)
 from sgt.features import ImageModality
 from sgt.saliency import ModalityForward, feature_ranks
 
@@ -97,7 +103,8 @@ def test_a_constant_map_removes_scattered_pixels_not_rows() -> None:
             return self.scale * torch.zeros(x.shape[0], 2)
 
     x = torch.randn(6, 1, 16, 16)
-    AccuracyDrop(levels=(0.5,), fill="constant", fill_args={"value": 99.0}, progress=False)(
+    AccuracyDrop(levels=(0.5,), fill="constant", fill_args={"value": 99.0},
+                 random_baseline=False, progress=False)(
         Recording(), [(x[:3], torch.zeros(3).long()), (x[3:], torch.zeros(3).long())],
         {"constant": constant})
     masks = torch.cat(removed).view(-1, 16, 16)
@@ -140,8 +147,43 @@ def test_limit_batches_eval_mode_and_mode_restored() -> None:
 def test_result_round_trips_and_tabulates() -> None:
     result = AccuracyDropResult([0.0, 0.5], {"grad": [1.0, 0.4]}, {"grad": 0.35}, 10)
     assert AccuracyDropResult.from_dict(result.to_dict()) == result
-    assert result.table() == (["method", "auc", "0", "0.5"], [["grad", 0.35, 1.0, 0.4]])
+    assert result.table() == (["method", "auc", "relative_auc", "0", "0.5"],
+                              [["grad", 0.35, None, 1.0, 0.4]])
+    assert result.summary() == {"auc/grad": 0.35}  # no random: no relative area
     assert area_under_curve([0.0, 0.5], [1.0, 0.4]) == pytest.approx(0.35)
+
+
+def test_each_method_is_also_scored_relative_to_random() -> None:
+    """The area between the random curve and the method's: the model's reaction to any
+    removal taken out. Random is added unless asked not to; its own relative area is 0."""
+    result = AccuracyDrop(fill="constant", fill_args={"value": 0.0}, progress=False)(
+        ThreePixels(), _data(), ["grad"])
+    assert list(result.accuracy) == ["grad", "random"]
+    relative = result.relative_auc
+    assert relative["random"] == 0.0
+    assert relative["grad"] == pytest.approx(result.auc["random"] - result.auc["grad"])
+    assert relative["grad"] > 0.3  # grad removes the three pixels that decide, random not
+    assert result.summary()["relative_auc/grad"] == relative["grad"]
+    assert measure("relative_auc/grad").higher_is_better
+    assert not measure("auc/grad").higher_is_better
+    assert not measure("accuracy_drop/auc/grad").higher_is_better  # under its eval's name
+    assert measure("loss") is None  # not an evaluation's
+
+
+def test_every_evaluation_is_the_template_with_its_verb() -> None:
+    from sgt.evaluation import (
+        CascadingRandomization,
+        EraserMetrics,
+        Evaluation,
+        Road,
+        TimeSeriesMetrics,
+    )
+
+    for cls in (AccuracyDrop, Road, CascadingRandomization, TimeSeriesMetrics, EraserMetrics):
+        assert issubclass(cls, Evaluation) and "__call__" not in vars(cls)
+        assert "evaluate_batch" in vars(cls)
+    with pytest.raises(SettingError, match="ERASER metrics applies to text data, not image"):
+        EraserMetrics(progress=False)(ThreePixels(), _data(), ["grad"], ImageModality())
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [

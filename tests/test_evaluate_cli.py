@@ -165,7 +165,7 @@ def test_sanity_check_end_to_end_through_the_cli(run: Path, tmp_path: Path) -> N
     assert [r["layer"] for r in grad] == ["original", "classifier.3", "classifier.0",
                                           "features.2", "features.0"]
     assert grad[-1]["spearman"] < 0.9  # the maps follow the weights
-    assert all(r["spearman"] == 1.0 for r in result["rows"] if r["method"] == "random")
+    assert all(abs(r["spearman"] - 1) < 1e-5 for r in result["rows"] if r["method"] == "random")
     with (run / "eval" / "sanity.csv").open() as f:
         assert next(csv.reader(f)) == ["method", "step", "layer", "spearman", "spearman_std"]
     assert Path(result["files"]["curves"]).stat().st_size > 0

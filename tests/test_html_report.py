@@ -10,6 +10,7 @@ uncaught exceptions) come from Chromium's log on stderr.
 from __future__ import annotations
 
 import contextlib
+import csv
 import html
 import io
 import json
@@ -29,6 +30,8 @@ from experiments.runs.collect import collect, rows
 from experiments.runs.files import read_metrics
 from experiments.runs.history import read_history
 from experiments.runs.pages import best_and_worst, value_cell
+from experiments.runs.views import Options
+from experiments.runs.views.sweep import show as sweep_view
 from experiments.train import train
 from tests.conftest import CPU_TEST_OVERRIDES, compose_config, needs_mnist
 
@@ -57,6 +60,9 @@ window.addEventListener("load", function () {
     return Array.from(table.tBodies[0].rows).map(function (r) { return r.cells[0].dataset.sort; });
   };
   out.initial = jobs();
+  out.overrides = Array.from(table.tBodies[0].rows).map(function (r) {
+    return r.cells[1].textContent; });
+  out.bold = table.querySelectorAll("b").length;
   Array.from(table.tHead.rows[0].cells).forEach(function (th) {
     var name = th.textContent.trim();
     th.querySelector("button").click();
@@ -103,7 +109,8 @@ def sweep(run: Path) -> Path:
         cfg = OmegaConf.load(root / job / ".hydra" / "config.yaml")
         cfg.sgt.k = k
         OmegaConf.save(cfg, root / job / ".hydra" / "config.yaml")
-        OmegaConf.save(OmegaConf.create([f"sgt.k={k}", "trainer.max_epochs=2"]),
+        markup = ["+note=<b>x</b>"] if job == "0" else []  # must show as text, not bold
+        OmegaConf.save(OmegaConf.create([f"sgt.k={k}", "trainer.max_epochs=2", *markup]),
                        root / job / ".hydra" / "overrides.yaml")
         metrics = {**read_metrics(run), "test/acc": acc}
         (root / job / "metrics.json").write_text(json.dumps(metrics))
@@ -193,16 +200,39 @@ def test_run_report_opens_in_a_browser_with_every_figure_drawn(run_report: Path)
 
 
 @needs_mnist
-def test_sweep_report_table_marks_best_and_worst(sweep: Path,
-                                                 sweep_report: tuple[Path, str]) -> None:
+def test_sweep_report_marks_the_pareto_front(sweep: Path, sweep_report: tuple[Path, str]
+                                             ) -> None:
     path, printed = sweep_report
     assert str(sweep / "report.csv") in printed and str(path) in printed
     assert path == sweep / "report.html"
     page = path.read_text(encoding="utf-8")
     assert_self_contained(page)
+    # relative to random (same random area in every job): job 10 the most faithful, job 1
+    # the most accurate, job 0 between them; job 2 has no evaluation and is on no front
+    for job in ("0", "1", "10"):
+        assert (f'<tr class="front"><td data-sort="{job}">{job} <span class="badge front">'
+                in page)
+    assert '<td data-sort="2">2</td>' in page
+    assert ("Most faithful: job 10 (90.00 % test/acc); most accurate: job 1 (95.00 % "
+            "test/acc).") in page
+    assert (sweep / "report_tradeoff.png").stat().st_size > 0
+    with (sweep / "report.csv").open() as f:
+        fronts = {row["job"]: row["front"] for row in csv.DictReader(f)}
+    assert fronts == {"0": "grad", "1": "grad", "2": "", "10": "grad"}
+    assert '<div class="value">3 of 4</div><div class="name">evaluated</div>' in page
+
+
+@needs_mnist
+def test_sweep_report_sorted_by_a_column_marks_best_and_worst(sweep: Path,
+                                                              sweep_report: tuple[Path, str]
+                                                              ) -> None:
+    with contextlib.redirect_stdout(io.StringIO()):
+        files = sweep_view(collect([sweep]), Options(sweep, html=True, sort_by="test/acc"))
+    page = files["html"].read_text(encoding="utf-8")
+    assert files["html"] == sweep / "report_2.html"  # the first page is kept
     assert '<tr class="best"><td data-sort="1">1 <span class="badge best">' in page
     assert '<tr class="worst"><td data-sort="10">10 <span class="badge worst">' in page
-    assert "Best: job 1 (95.00 %); worst: job 10 (90.00 %), by test/acc." in page
+    assert "Best: job 1 (95.00 % test/acc); worst: job 10 (90.00 % test/acc)." in page
     assert '<td class="num" data-sort="0.9">90.00 %</td>' in page  # job 10's test accuracy
     # by another column: lower AUC = more faithful, so job 10 is best and job 1 worst
     best, worst = best_and_worst(rows(collect([sweep]), "accuracy_drop"), "auc/grad")
@@ -216,12 +246,16 @@ def test_sweep_report_sorts_by_a_click_and_draws_every_figure(
     checks, console = open_in_chromium(sweep_report[0])
     assert console == []
     assert_drawn(checks["images"], [
+        "Test accuracy against each method's faithfulness relative to random, one point per "
+        "run; the Pareto front joined",
         "Every metric against k",
         "Training curves: training (dashed) and validation (solid)",
         "accuracy_drop: curves",
         "Saliency maps (grad) of the first test examples",
         "Distribution of the input gradients of those examples"])
     assert checks["initial"] == ["0", "1", "2", "10"]
+    # an override holding markup shows as its text
+    assert checks["overrides"][0] == "sgt.k=0.0 +note=<b>x</b>" and checks["bold"] == 0
     sorts = checks["sorts"]
     assert sorts["job"][:2] == [["0", "1", "2", "10"], ["10", "2", "1", "0"]]  # numbers
     # by test accuracy up, then down; job 2 has none and stays last
@@ -232,7 +266,8 @@ def test_sweep_report_sorts_by_a_click_and_draws_every_figure(
 @needs_mnist
 @pytest.mark.parametrize(("job", "options", "message"), [
     ("", ["--html", "--sort-by", "auc/gard"], "error: --sort-by 'auc/gard' is not a result "
-     "column of this sweep; choose one of: test/acc, val/acc_best, auc/grad, auc/random"),
+     "column of this sweep; choose one of: test/acc, val/acc_best, relative_auc/grad, "
+     "relative_auc/random, auc/grad, auc/random"),
     ("", ["--view", "table2"], "none of the 4 runs has a time-series evaluation"),
 ])
 def test_report_errors_are_one_line_and_write_nothing(

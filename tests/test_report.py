@@ -63,7 +63,8 @@ def sweep(tmp_path: Path) -> Path:
 def test_report_collects_one_row_per_job(sweep: Path) -> None:
     assert rows(collect([sweep]), "accuracy_drop") == [
         {"job": "0", "overrides": "sgt.k=0.0", "k": 0.0, "lam": 1.0, "test/acc": 0.98,
-         "val/acc_best": pytest.approx(0.97), "auc/grad": 0.45, "auc/random": 0.47},
+         "val/acc_best": pytest.approx(0.97), "relative_auc/grad": pytest.approx(0.02),
+         "relative_auc/random": 0.0, "auc/grad": 0.45, "auc/random": 0.47},
         {"job": "1", "overrides": "sgt.k=0.5", "k": 0.5, "lam": 1.0, "test/acc": 0.97,
          "val/acc_best": pytest.approx(0.96)},
         {"job": "10", "overrides": "sgt.k=0.5 sgt.lam=2", "k": 0.5, "lam": 2.0,
@@ -113,8 +114,12 @@ def test_compare_regular_vs_sgt(tmp_path: Path) -> None:
     sgt = _job(tmp_path, "sgt", 0.5, 1.0, [], 0.99, {"grad": 0.30, "random": 0.46},
                "SGT k=0.5 λ=1")
     done = compare([regular, sgt], tmp_path / "cmp")
-    assert done["summary"] == {"auc/grad": {"regular": 0.45, "SGT k=0.5 λ=1": 0.30},
-                               "auc/random": {"regular": 0.47, "SGT k=0.5 λ=1": 0.46}}
+    assert done["summary"] == {
+        "auc/grad": {"regular": 0.45, "SGT k=0.5 λ=1": 0.30},
+        "auc/random": {"regular": 0.47, "SGT k=0.5 λ=1": 0.46},
+        # the area between the random curve and grad's: SGT's removal bites harder
+        "relative_auc/grad": {"regular": pytest.approx(0.02), "SGT k=0.5 λ=1": pytest.approx(0.16)},
+        "relative_auc/random": {"regular": 0.0, "SGT k=0.5 λ=1": 0.0}}
     assert set(done["files"]) == {"csv", "curves", "saliency", "gradients"}
     assert all(p.stat().st_size > 0 for p in done["files"].values())
     again = compare([regular, sgt], tmp_path / "cmp", labels=["a", "b"])

@@ -1,4 +1,4 @@
-"""Model randomisation test: ranks and Spearman against torchmetrics, cascading behaviour."""
+"""Model randomisation test: Spearman per row (torchmetrics'), cascading behaviour."""
 
 from __future__ import annotations
 
@@ -6,13 +6,8 @@ import torch
 from torch import nn
 from torchmetrics.functional import spearman_corrcoef
 
-from sgt.evaluation import CascadingRandomization, rank, spearman
+from sgt.evaluation import CascadingRandomization, spearman
 from sgt.evaluation.sanity import randomizable_layers
-
-
-def test_rank_averages_ties() -> None:
-    x = torch.tensor([[3.0, 1.0, 3.0, 2.0], [0.0, 0.0, 0.0, 0.0]])
-    assert rank(x).tolist() == [[2.5, 0.0, 2.5, 1.0], [1.5, 1.5, 1.5, 1.5]]
 
 
 def test_spearman_matches_torchmetrics_row_by_row() -> None:
@@ -42,6 +37,6 @@ def test_layers_are_randomised_from_the_top_and_the_model_is_untouched() -> None
     assert grad[0]["spearman"] == 1.0
     assert all(r["spearman"] < 0.9 for r in grad[1:])  # gradients follow the weights
     # a random "saliency" ignores the model: the check exposes it (correlation stays 1)
-    assert all(r["spearman"] == 1.0 for r in rows if r["method"] == "random")
+    assert all(abs(r["spearman"] - 1) < 1e-5 for r in rows if r["method"] == "random")
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     assert CascadingRandomization(seed=0)(net, [(x, y)], ["grad"]).rows == grad

@@ -1,18 +1,39 @@
 """One run folder, one run: the first start takes an exclusive lock on ``<run>/.sgt.lock``,
-held until its process ends (a crash or SIGKILL releases it), so a second start into the
-same folder is refused before it writes anything."""
+held until its process ends, so a second start into the same folder is refused before it
+writes anything.
+
+The lock is filelock's: ``flock`` where the filesystem has it (the kernel releases it when the
+holder dies, even by SIGKILL), else a soft lock, a marker file naming the holder (some
+cluster filesystems have no ``flock``).
+"""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 from pathlib import Path
 
+from filelock import BaseFileLock, FileLock, SoftFileLock, Timeout
+
 from sgt.errors import SettingError
 
 LOCK = ".sgt.lock"
-_held: dict[Path, tuple[int, bool]] = {}  # run dir -> (its locked file, created by us)
+_held: dict[Path, tuple[BaseFileLock, bool]] = {}  # run dir -> (its lock, created by us)
+
+
+def try_lock(path: Path) -> BaseFileLock | None:
+    """An exclusive lock on ``path`` now held by this process (until :meth:`release` or its
+    end), or ``None`` while another process holds it."""
+    for kind in (FileLock, SoftFileLock):
+        lock = kind(path, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            return None
+        except NotImplementedError:  # a filelock that does not fall back itself: no flock here
+            continue
+        return lock
+    raise AssertionError("SoftFileLock needs no flock")
 
 
 def is_ddp_child() -> bool:
@@ -32,18 +53,15 @@ def claim_run_dir(run_dir: Path) -> bool:
     created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+        lock = try_lock(run_dir / LOCK)
     except OSError as err:
         raise SettingError(f"cannot write to the run folder {run_dir} ({err.strerror}); "
                            "choose a writable hydra.run.dir") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
+    if lock is None:
         raise SettingError(f"{run_dir} is in use by another run (a live process holds "
                            f"{LOCK} there); choose another hydra.run.dir, or wait for that run "
-                           "to end") from None
-    _held[run_dir] = (fd, created)
+                           "to end")
+    _held[run_dir] = (lock, created)
     return created
 
 
@@ -51,9 +69,9 @@ def release_run_dir(run_dir: Path, remove: bool = False) -> None:
     """Give the lock back. A folder this process created and left holding nothing but the
     lock is removed, as is any folder with ``remove`` (a start that failed)."""
     run_dir = run_dir.resolve()
-    fd, created = _held.pop(run_dir, (None, False))
-    if fd is not None:
-        os.close(fd)
-    empty = created and run_dir.is_dir() and [p.name for p in run_dir.iterdir()] == [LOCK]
+    lock, created = _held.pop(run_dir, (None, False))
+    if lock is not None:
+        lock.release()
+    empty = created and run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {LOCK}
     if remove or empty:
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -8,18 +8,20 @@ temporary directory; the lock lasts as long as the process, so a job of a local-
 
 from __future__ import annotations
 
-import fcntl
 import os
 import tempfile
 from pathlib import Path
 
 import torch
+from filelock import BaseFileLock
 from omegaconf import OmegaConf
 
+from experiments.runs.claim import try_lock
 from sgt.errors import SettingError
 
 FREE_GPU = "free_gpu"
-_held: dict[str, int] = {}  # "gpu" -> (the GPU this process holds); the lock's fd stays open
+# "gpu" -> (the GPU this process holds, its lock, held until the process ends)
+_held: dict[str, tuple[int, BaseFileLock]] = {}
 
 
 def gpu_count() -> int:
@@ -41,17 +43,13 @@ def lock_folder() -> Path:
 def claim_free_gpu() -> int:
     """The index of a GPU no other sgt run on this machine holds, now held by this process."""
     if "gpu" in _held:
-        return _held["gpu"]
+        return _held["gpu"][0]
     count = gpu_count()
     for index in range(count):
-        fd = os.open(lock_folder() / f"gpu{index}.lock", os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        _held["gpu"] = index
-        return index
+        lock = try_lock(lock_folder() / f"gpu{index}.lock")
+        if lock is not None:
+            _held["gpu"] = (index, lock)
+            return index
     raise SettingError(f"trainer.devices=free_gpu: all {count} GPU(s) of this machine are held "
                        "by other sgt runs; run fewer jobs at once (hydra.launcher.n_jobs) or "
                        "wait for one to end" if count else

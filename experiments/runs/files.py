@@ -4,48 +4,29 @@ named and written so that nothing earlier is ever overwritten or left half-writt
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from sgt.atomic import atomic_write
 from sgt.errors import SettingError, StorageError
 
 EVAL_DIR = "eval"  # <run dir>/eval/<name>.*: every evaluation of the run
 METRICS = "metrics.json"
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write through a temporary file, fsync and rename, so a kill never leaves half a file;
-    the file gets the mode any new file gets (the umask), not the temporary file's 0600."""
+    """Write ``data`` as JSON through :func:`sgt.atomic.atomic_write`: a kill never leaves
+    half a file."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:
-        raise StorageError(f"cannot write {path} ({err.strerror})") from None
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "w") as f:
+        with atomic_write(path, "w") as f:
             json.dump(data, f, indent=2, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise StorageError(f"cannot write {path} ({err.strerror}); any earlier version of "
-                               "it is intact: free space and run again") from None
-        raise
+    except OSError as err:
+        raise StorageError(f"cannot write {path} ({err.strerror}); any earlier version of "
+                           "it is intact: free space and run again") from None
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any]:

@@ -16,7 +16,6 @@ command that continues the sweep is printed and the process exits 143, leaving n
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import sys
@@ -30,7 +29,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from experiments.runs.claim import LOCK
+from experiments.runs.claim import LOCK, try_lock
 from experiments.runs.resume import check_start, results_in, resume_subdir
 from sgt.errors import SettingError
 
@@ -87,17 +86,14 @@ def sweep_jobs(config: DictConfig) -> list[Job]:
 
 
 def lock_held(folder: Path) -> bool:
-    """Whether a live process holds ``folder``'s run lock (tested without taking it)."""
+    """Whether a live process holds ``folder``'s run lock (tested by taking it for a moment)."""
     path = folder / LOCK
     if not path.is_file():
         return False
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    lock = try_lock(path)
+    if lock is None:
         return True
-    finally:
-        os.close(fd)
+    lock.release()
     return False
 
 

@@ -34,6 +34,7 @@ from experiments.runs.html import (
     details,
     figure,
     heading,
+    join,
     page,
     paragraph,
     preformatted,
@@ -41,14 +42,13 @@ from experiments.runs.html import (
     table,
 )
 from sgt.errors import SettingError
-from sgt.evaluation import EvaluationResult, result_from_dict
+from sgt.evaluation import EvaluationResult, measure, result_from_dict
 from sgt.plots.common import number
 
 PERCENT = re.compile(r"(^|/)acc(uracy)?(_|$)")  # fractions shown in %: test/acc, accuracy
 SECONDS = re.compile(r"_s$")  # epoch_time_s
-# Summary measures where lower is better (the rest: higher), for the sweep's best job.
-LOWER_IS_BETTER = ("auc", "morf_auc", "masked_auc", "spearman_final", "sufficiency_aopc",
-                   "loss", "ce", "kl")
+# Training quantities where lower is better (an evaluation's measures say their own).
+TRAINING_LOWER_IS_BETTER = ("loss", "loss_step", "ce", "kl")
 HEADERS = {"lam": "λ"}
 MEANINGS = {  # what a logged quantity is (sgt.module logs <split>/<quantity>), in order
     "acc": "accuracy",
@@ -87,16 +87,19 @@ def value_cell(key: str, value: Any) -> Cell:
 
 
 def lower_is_better(column: str) -> bool:
-    """``auc/grad`` -> ``auc``, ``test/loss`` -> ``loss``: is that measure better lower?"""
+    """Is this column better lower? An evaluation's summary key by its measure
+    (:func:`sgt.evaluation.measure`), a training quantity (``test/loss``) by its name."""
+    found = measure(column)
+    if found is not None:
+        return not found.higher_is_better
     parts = column.split("/")
-    measure = parts[-1] if parts[0] in SPLIT_COLUMNS else parts[0]
-    return measure in LOWER_IS_BETTER
+    return (parts[-1] if parts[0] in SPLIT_COLUMNS else parts[0]) in TRAINING_LOWER_IS_BETTER
 
 
 def _measure_pattern(column: str) -> str:
     """``auc/grad`` -> ``auc/*`` (every method's), ``test/loss`` as it is."""
-    measure, slash, _ = column.partition("/")
-    return column if measure in SPLIT_COLUMNS or not slash else f"{measure}/*"
+    name, slash, _ = column.partition("/")
+    return column if name in SPLIT_COLUMNS or not slash else f"{name}/*"
 
 
 # -- one run ------------------------------------------------------------------------------
@@ -113,7 +116,7 @@ def _metrics_section(metrics: Mapping[str, Any]) -> Section:
     rows = [[q, *(value_cell(f"{s}/{q}", metrics.get(f"{s}/{q}")) for s in SPLIT_COLUMNS),
              MEANINGS.get(q, "")] for q in quantities]
     other = [[k, value_cell(k, metrics[k])] for k in keys if k not in by_split]
-    return Section("metrics", "Metrics", "\n".join([
+    return Section("metrics", "Metrics", join([
         stats([(name, f"{sum(value):.1f} s" if isinstance(value, list)
                 else value_cell(key, value).text)
                for key, name in HEADLINE.items() if (value := metrics.get(key)) is not None]),
@@ -147,7 +150,7 @@ def _by_measure(summary: Mapping[str, float]) -> str:
         arrows = [f"{m} ({'lower' if lower_is_better(m) else 'higher'} = better)"
                   for m in measures]
         parts.append(table(["method", *arrows], rows, sortable=True))
-    return "\n".join(parts)
+    return join(parts)
 
 
 def _result_table(result: EvaluationResult) -> str:
@@ -201,7 +204,7 @@ def _evaluation_block(path: Path, label: str, tmp: Path) -> str:
                                        "Saliency maps of the first test examples"))
     if settings:
         parts.append(details("Evaluation settings", preformatted(OmegaConf.to_yaml(settings))))
-    return "\n".join(parts)
+    return join(parts)
 
 
 def _result_order(path: Path) -> tuple[str, int]:
@@ -216,7 +219,7 @@ def _evaluations_section(run_dir: Path, label: str, tmp: Path) -> Section:
         return Section("evaluations", "Evaluations", paragraph(
             "Not evaluated yet:", code=[f"python -m experiments.evaluate ckpt_path={run_dir}"]))
     return Section("evaluations", "Evaluations",
-                   "\n".join(_evaluation_block(p, label, tmp) for p in results))
+                   join(_evaluation_block(p, label, tmp) for p in results))
 
 
 def _yaml(node: Any, resolve: bool) -> str:
@@ -240,7 +243,7 @@ def _config_section(run_dir: Path, cfg: DictConfig) -> Section:
     parts.append(preformatted(_yaml(OmegaConf.create(scalars), resolve=False)))
     parts += [details(key, preformatted(_yaml(cfg[key], resolve=True)))
               for key in cfg if OmegaConf.is_config(cfg[key])]
-    return Section("config", "Config", "\n".join(parts))
+    return Section("config", "Config", join(parts))
 
 
 def _choices(run_dir: Path) -> dict[str, str]:
@@ -345,55 +348,87 @@ def _swept_text(rows: Sequence[Mapping[str, Any]]) -> str:
     return ", ".join(HEADERS.get(s, s) for s in swept(rows)) or "nothing"
 
 
-def _jobs_section(rows: Sequence[Mapping[str, Any]], sort_by: str,
-                  pair: tuple[Mapping[str, Any], Mapping[str, Any]] | None) -> Section:
-    """Headline numbers and the sortable table of jobs, the best and worst marked."""
+def front_pair(rows: Sequence[Mapping[str, Any]], method: str
+               ) -> tuple[Mapping[str, Any], Mapping[str, Any]] | None:
+    """The two ends of ``method``'s Pareto front (``front`` column): its most faithful run
+    and its most accurate one (``None`` if the front has fewer than two runs)."""
+    front = [row for row in rows if method in str(row.get("front") or "").split()]
+    if len(front) < 2:
+        return None
+    front.sort(key=lambda row: number(row.get("test/acc")) or 0.0)
+    return front[0], front[-1]
+
+
+def _jobs_section(rows: Sequence[Mapping[str, Any]], how: str,
+                  marks: Mapping[str, str]) -> Section:
+    """Headline numbers and the sortable table of jobs, the marked ones badged."""
     summary = [c for c in result_columns(rows) if c not in METRICS]  # the evaluation's
     evaluated = sum(any(row.get(c) is not None for c in summary) for row in rows)
     headline = [("jobs", str(len(rows))), ("evaluated", f"{evaluated} of {len(rows)}"),
                 ("swept", _swept_text(rows))]
-    marks = {}
-    if pair is not None:
-        headline.insert(1, (f"best {sort_by} (job {pair[0]['job']})",
-                            value_cell(sort_by, pair[0][sort_by]).text))
-        marks = {pair[1]["job"]: "worst", pair[0]["job"]: "best"}
     lower = dict.fromkeys(_measure_pattern(c) for c in result_columns(rows)
                           if lower_is_better(c))
-    direction = "lower" if lower_is_better(sort_by) else "higher"
-    return Section("jobs", "Jobs", "\n".join([
+    return Section("jobs", "Jobs", join([
         stats(headline),
-        paragraph(f"One row per job; click a column header to sort. Best and worst by "
-                  f"{sort_by} ({direction} = better). Accuracies in % of the test set"
-                  + (f"; lower is better for {', '.join(lower)}." if lower else ".")),
+        paragraph(f"One row per job; click a column header to sort. {how} Accuracies in % of "
+                  "the test set" + (f"; lower is better for {', '.join(lower)}." if lower
+                                    else ".")),
         _jobs_table(rows, marks)]))
 
 
-def _best_worst_section(sweep_dir: Path, name: str, sort_by: str,
-                        pair: tuple[Mapping[str, Any], Mapping[str, Any]] | None) -> Section:
+def _pair_section(sweep_dir: Path, name: str, title: str, roles: tuple[str, str],
+                  pair: tuple[Mapping[str, Any], Mapping[str, Any]] | None, column: str,
+                  missing: str) -> Section:
     if pair is None:
-        return Section("best-worst", "Best and worst job", paragraph(
-            f"Fewer than two jobs have a value of {sort_by}: nothing to compare."))
-    best, worst = (f"job {row['job']} ({value_cell(sort_by, row[sort_by]).text})"
-                   for row in pair)
+        return Section("pair", title, paragraph(missing))
+    first, second = (f"job {row['job']} ({value_cell(column, row.get(column)).text} "
+                     f"{column})" for row in pair)
     with tempfile.TemporaryDirectory(prefix="sgt-report-") as tmp:
-        figures = _pair_figures(sweep_dir, {"best": pair[0], "worst": pair[1]}, name,
+        figures = _pair_figures(sweep_dir, dict(zip(roles, pair, strict=True)), name,
                                 Path(tmp))
-    return Section("best-worst", "Best and worst job", "\n".join(
-        [paragraph(f"Best: {best}; worst: {worst}, by {sort_by}."), *figures]))
+    return Section("pair", title, join(
+        [paragraph(f"{roles[0].capitalize()}: {first}; {roles[1]}: {second}."), *figures]))
 
 
-def sweep_page(sweep_dir: Path, rows: Sequence[Mapping[str, Any]], name: str, sort_by: str,
-               figures: Mapping[str, Path]) -> str:
-    """The report page of a sweep: ``rows`` from :func:`experiments.runs.collect.rows`,
-    ``figures`` the metric-vs-setting PNGs already drawn (``{"vs_k": path}``)."""
-    check_sort_column(rows, sort_by)
-    pair = best_and_worst(rows, sort_by)
-    sections = [_jobs_section(rows, sort_by, pair)]
+def sweep_page(sweep_dir: Path, rows: Sequence[Mapping[str, Any]], name: str,
+               sort_by: str | None, figures: Mapping[str, Path],
+               tradeoff_png: Path | None = None, method: str = "grad") -> str:
+    """The report page of a sweep: ``rows`` from :func:`experiments.runs.collect.rows` (with
+    a ``front`` column when the evaluation has a faithfulness relative to random),
+    ``figures`` the metric-vs-setting PNGs already drawn (``{"vs_k": path}``) and the
+    trade-off figure. Without ``sort_by`` the runs compared are the ends of ``method``'s
+    Pareto front: accuracy alone does not make a run best."""
+    if sort_by is not None:
+        check_sort_column(rows, sort_by)
+        pair = best_and_worst(rows, sort_by)
+        direction = "lower" if lower_is_better(sort_by) else "higher"
+        marks = {} if pair is None else {pair[1]["job"]: "worst", pair[0]["job"]: "best"}
+        jobs = _jobs_section(rows, f"Best and worst by {sort_by} ({direction} = better).",
+                             marks)
+        compared = _pair_section(sweep_dir, name, "Best and worst job", ("best", "worst"),
+                                 pair, sort_by, f"Fewer than two jobs have a value of "
+                                 f"{sort_by}: nothing to compare.")
+    else:
+        pair = front_pair(rows, method)
+        marks = {r["job"]: "front" for r in rows
+                 if method in str(r.get("front") or "").split()}
+        jobs = _jobs_section(rows, f"Marked: the runs on the Pareto front of test accuracy "
+                             f"and {method}'s faithfulness relative to random (no run is "
+                             "both more accurate and more faithful).", marks)
+        compared = _pair_section(sweep_dir, name, "The front's two ends",
+                                 ("most faithful", "most accurate"), pair, "test/acc",
+                                 f"Fewer than two runs on {method}'s Pareto front: nothing "
+                                 "to compare.")
+    sections = [jobs]
+    if tradeoff_png is not None:
+        sections.append(Section("tradeoff", "Accuracy against faithfulness", figure(
+            tradeoff_png, "Test accuracy against each method's faithfulness relative to "
+            "random, one point per run; the Pareto front joined")))
     if figures:
-        sections.append(Section("settings", "Metrics against the swept settings", "\n".join(
+        sections.append(Section("settings", "Metrics against the swept settings", join([
             figure(png, f"Every metric against {key.removeprefix('vs_')}")
-            for key, png in figures.items())))
-    sections.append(_best_worst_section(sweep_dir, name, sort_by, pair))
+            for key, png in figures.items()])))
+    sections.append(compared)
     subtitle = (f"{len(rows)} jobs · swept: {_swept_text(rows)} · evaluation: {name} · "
                 f"{sweep_dir}")
     return page(f"Sweep report: {sweep_dir.name}", subtitle, sections, _footer())

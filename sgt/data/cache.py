@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import TypeVar
 
 import torch
 from torch import Tensor
+
+from sgt.atomic import atomic_write
 
 Split = tuple[Tensor, ...]  # (inputs, labels, ...) or any fixed tuple of tensors
 T = TypeVar("T")
@@ -31,17 +32,6 @@ def fingerprint(files: Iterable[Path], *settings: object) -> str:
         stat = path.stat()
         h.update(f"{os.path.abspath(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return h.hexdigest()[:12]
-
-
-def _save_atomic(data: object, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(data, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def cached(path: Path | None, build: Callable[[], T],
@@ -64,7 +54,8 @@ def cached(path: Path | None, build: Callable[[], T],
     value = build()
     if path is not None:
         try:
-            _save_atomic(value, path)
+            with atomic_write(path) as f:
+                torch.save(value, f)
         except OSError as err:
             warnings.warn(f"cannot write the dataset cache {path} ({err}); set "
                           "dataset.cache_dir to a writable folder to skip decoding next time",

@@ -54,26 +54,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from rich.progress import Progress
-from torch import Tensor, nn
+from torch import Tensor
 
 from sgt.checks import check_choice, check_flag
 from sgt.errors import SettingError
-from sgt.evaluation.base import (
-    RESULTS,
-    check_limit_batches,
-    check_methods,
-    eval_mode,
-    num_batches,
-)
+from sgt.evaluation.base import Evaluation, Measure, Result, eval_mode, num_batches
 from sgt.features import TextModality
-from sgt.saliency import Attribution, Explainer, ModalityForward, Output, check_output
+from sgt.saliency import Explainer, ModalityForward, Output
 
 if TYPE_CHECKING:
     from sgt.data.eraser import EraserSplit
@@ -170,6 +164,10 @@ def auprc(scores: Tensor, features: Tensor, rationale: Tensor, unseen: Tensor | 
     run of equal scores is a curve point. ``unseen (B,)`` more tokens per row score 0 (a
     document's tokens cut at ``max_length``, scored 0 in the results file), of which
     ``unseen_rationale`` are rationale tokens: they join the curve as one group.
+
+    Not torchmetrics' curve: its exact form (``thresholds=None``) loops over rows in Python
+    and takes no counts for the cut tokens, and its binned form is not ERASER's number; the
+    tests check this function against it row by row.
     """
     ranked = scores.double().masked_fill(~features, float("-inf"))
     count, positive = features.double(), (rationale & features).double()
@@ -200,9 +198,8 @@ def auprc(scores: Tensor, features: Tensor, rationale: Tensor, unseen: Tensor | 
 # -- the result -------------------------------------------------------------------------
 
 
-@RESULTS.register("eraser")
 @dataclass
-class EraserResult:
+class EraserResult(Result):
     """Plain data: ERASER's faithfulness and plausibility scores per method.
 
     ``instances`` (when kept) holds per instance, in loader order: ``labels``, ``probs``
@@ -214,6 +211,15 @@ class EraserResult:
     """
 
     kind: ClassVar[str] = "eraser"
+    title: ClassVar[str] = "ERASER"
+    measures: ClassVar[dict[str, Measure]] = {
+        "accuracy": Measure("accuracy", higher_is_better=True),
+        "comprehensiveness_aopc": Measure("comprehensiveness (AOPC)", higher_is_better=True),
+        "sufficiency_aopc": Measure("sufficiency (AOPC)", higher_is_better=False),
+        "token_f1_macro": Measure("token F1, macro", higher_is_better=True),
+        "token_f1_micro": Measure("token F1, micro", higher_is_better=True),
+        "token_auprc": Measure("token AUPRC", higher_is_better=True),
+    }
     bins: list[float]
     bins_of: str
     accuracy: float
@@ -257,17 +263,13 @@ class EraserResult:
             out |= {f"{key}/{m}": v for m, v in getattr(self, key).items()}
         return out
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **asdict(self)}
-
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EraserResult:
         if "comprehensiveness_aopc" not in data:
             raise SettingError("this ERASER result was written by an earlier sgt, whose token "
                                "F1 and AUPRC differ from ERASER's scorer on documents cut at "
                                "max_length; evaluate the run again (eval=eraser)")
-        names = [f.name for f in fields(cls) if f.name != "instances"]
-        return cls(**{f: data[f] for f in names}, instances=data.get("instances"))
+        return super().from_dict(data)
 
 
 # -- the evaluation ---------------------------------------------------------------------
@@ -285,17 +287,18 @@ def _check_bins(bins: Sequence[float]) -> list[float]:
 
 @dataclass
 class _Batch:
-    """One batch on the device: ids, labels, the encoded rationale, and per document its
-    whole length and whole rationale length."""
+    """One batch on the device: ids, labels, the encoded rationale, per document its whole
+    length and whole rationale length, and the class each instance is explained for."""
 
     x: Tensor
     y: Tensor
     rationale: Tensor
     doc_lengths: Tensor
     doc_rationale: Tensor
+    target: Tensor | None = None
 
 
-class EraserMetrics:
+class EraserMetrics(Evaluation):
     """ERASER's comprehensiveness, sufficiency, token P/R/F1 and AUPRC (configured callable).
 
     Args:
@@ -304,12 +307,14 @@ class EraserMetrics:
             ``encoded`` tokens the model reads (the same when no document is cut).
         target: the class explained: ``predicted`` (ŷ, whose probability the metrics
             follow) or the true ``label``.
-        seed: seeds each method's generator (baselines, noise, the random ranking).
-        output: explain the target ``logit``, its ``log_prob`` or its ``prob``.
         keep_instances: keep the per-instance numbers :func:`write_eraser_results` needs.
-        limit_batches: evaluate only the first batches of the loader.
-        progress: show a rich progress bar over batches.
+        seed, output, limit_batches, progress: as every evaluation
+            (:class:`~sgt.evaluation.base.Evaluation`).
     """
+
+    name = "eraser"
+    title = "ERASER metrics"
+    modalities = ("text",)
 
     def __init__(
         self,
@@ -322,13 +327,12 @@ class EraserMetrics:
         limit_batches: int | None = None,
         progress: bool = True,
     ) -> None:
+        super().__init__(seed=seed, output=output, limit_batches=limit_batches,
+                         progress=progress)
         self.bins = _check_bins(bins)
         self.bins_of = check_choice(bins_of, "bins_of", BINS_OF)
         self.target = check_choice(target, "target", TARGETS)
-        check_output(output, "output")
-        self.seed, self.output = seed, output
         self.keep_instances = check_flag(keep_instances, "keep_instances")
-        self.limit_batches, self.progress = check_limit_batches(limit_batches), progress
 
     @staticmethod
     def probabilities(forward: ModalityForward, ids: Tensor) -> Tensor:
@@ -337,14 +341,14 @@ class EraserMetrics:
         with torch.no_grad():
             return forward.modality.logits(forward.net, ids).softmax(-1)  # type: ignore
 
-    def evaluate_method(self, explainer: Explainer, name: str, batch: _Batch,
-                        target: Tensor) -> dict[str, Tensor]:
+    def evaluate_batch(self, explainer: Explainer, name: str, batch: _Batch  # type: ignore[override]
+                       ) -> dict[str, Tensor]:
         """One method on one batch: per-instance probabilities of every removal, per
         document the hard rationale's counts and the AUPRC, and the soft scores."""
         m: TextModality = explainer.forward.modality  # type: ignore[assignment]
         x, rationale = batch.x, batch.rationale
         features = m.valid_features(x)
-        _, scores = explainer(name, x, target)  # (B, L): |attribution mean| per token
+        _, scores = explainer(name, x, batch.target)  # (B, L): |attribution mean| per token
         rank = rank_features(scores, features)
         n = batch.doc_lengths.sum(1) if self.bins_of == "document" else features.sum(1)
         removed, kept = bin_counts(n, self.bins)  # (K, B)
@@ -386,43 +390,26 @@ class EraserMetrics:
                      (batch.doc_rationale - seen_rationale).flatten())
         return area.view(-1, slots)
 
-    def __call__(
-        self,
-        model: nn.Module,
-        loader: Iterable[Sequence[Tensor]],
-        methods: Sequence[str] | Mapping[str, Attribution],
-        modality: TextModality | None = None,
-    ) -> EraserResult:
-        """Evaluate ``methods`` on ``loader``'s ``(ids, labels, rationale, doc_lengths,
-        doc_rationale)`` batches.
-
-        ``model`` has ``embed``/``classify`` (:class:`sgt.models.TextClassifier`); it runs in
-        eval mode on its own device and is left in the mode it was in. ``modality`` says
-        which tokens are document tokens (``TextModality(**EraserDataModule.modality_kwargs())``).
-        """
-        check_methods(methods)
-        modality = modality or TextModality()
-        explainer = Explainer(ModalityForward(model, modality, self.output), methods,
-                              self.seed)
+    def run(self, explainer: Explainer, loader: Iterable[Sequence[Tensor]]) -> EraserResult:
+        """Batches outside, methods inside (not :func:`~sgt.evaluation.base.sum_per_method`):
+        the full input's probabilities and target are computed once per batch for every
+        method, and the per-instance outputs are concatenated, not summed."""
+        modality: TextModality = explainer.forward.modality  # type: ignore[assignment]
         device = explainer.device
         full: dict[str, list[Tensor]] = {"labels": [], "probs": []}
         per_method: dict[str, dict[str, list[Tensor]]] = {n: {} for n in explainer.methods}
-        # Batches outside, methods inside (not sum_per_method): the full input's
-        # probabilities and target are computed once per batch for every method, and the
-        # per-instance outputs are concatenated, not summed.
-        with eval_mode(model), Progress(disable=not self.progress, transient=True) as bar:
-            task = bar.add_task("ERASER metrics",
-                                total=num_batches(loader, self.limit_batches))
+        with eval_mode(explainer.forward.net), Progress(disable=not self.progress,
+                                                        transient=True) as bar:
+            task = bar.add_task(self.title, total=num_batches(loader, self.limit_batches))
             for raw in islice(loader, self.limit_batches):
                 batch = self._unpack(raw, device, modality)
                 probs = self.probabilities(explainer.forward, batch.x)
-                target = probs.argmax(1) if self.target == "predicted" else batch.y
+                batch.target = probs.argmax(1) if self.target == "predicted" else batch.y
                 full["labels"].append(batch.y)
                 full["probs"].append(probs)
                 full.setdefault("truth", []).append(batch.doc_rationale)
                 for name, parts in per_method.items():
-                    out = self.evaluate_method(explainer, name, batch, target)
-                    for key, value in out.items():
+                    for key, value in self.evaluate_batch(explainer, name, batch).items():
                         parts.setdefault(key, []).append(value)
                 bar.advance(task)
         if not full["labels"]:

@@ -28,30 +28,19 @@ one forward.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 import sgt.imputation  # noqa: F401  (registers the default fill, noisy_linear)
 from sgt.errors import SettingError
-from sgt.evaluation.accuracy_drop import LEVELS, area_under_curve
-from sgt.evaluation.base import RESULTS, check_limit_batches, check_methods, sum_per_method
-from sgt.features import ImageModality, Modality, check_feature_score
-from sgt.masking import Fill, check_fraction, get_fill
-from sgt.saliency import (
-    Attribution,
-    Explainer,
-    ModalityForward,
-    Output,
-    check_output,
-    feature_ranks,
-    get_method,
-    least_relevant,
-    most_relevant,
-)
+from sgt.evaluation.base import Measure, Result
+from sgt.evaluation.removal import RemovalEvaluation, area_under_curve
+from sgt.features import Modality
+from sgt.saliency import Explainer, feature_ranks, least_relevant, most_relevant
 
 ORDERS: tuple[str, ...] = ("morf", "lerf")
 TIE_NOISE = 1e-4  # the reference's ``random_v`` scale, on min-max scaled scores
@@ -77,12 +66,18 @@ def lerf_kept(level: float) -> float:
     return round(1.0 - level, 12)
 
 
-@RESULTS.register("road")
 @dataclass
-class RoadResult:
+class RoadResult(Result):
     """Plain data: accuracy per method, order and level, and the area under each curve."""
 
     kind: ClassVar[str] = "road"
+    faithfulness: ClassVar[str | None] = "gap"
+    title: ClassVar[str] = "ROAD"
+    measures: ClassVar[dict[str, Measure]] = {
+        "morf_auc": Measure("area under the MoRF accuracy curve", higher_is_better=False),
+        "lerf_auc": Measure("area under the LeRF accuracy curve", higher_is_better=True),
+        "gap": Measure("LeRF AUC − MoRF AUC", higher_is_better=True),
+    }
     levels: list[float]
     morf: dict[str, list[float]]  # method -> accuracy, most relevant removed first
     lerf: dict[str, list[float]]  # method -> accuracy, least relevant removed first
@@ -114,74 +109,42 @@ class RoadResult:
                 **{f"lerf_auc/{m}": a for m, a in self.lerf_auc.items()},
                 **{f"gap/{m}": g for m, g in self.gap.items()}}
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **asdict(self)}
-
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RoadResult:
-        return cls(list(data["levels"]), dict(data["morf"]), dict(data["lerf"]),
-                   dict(data["morf_auc"]), dict(data["lerf_auc"]), int(data["num_samples"]),
-                   str(data["fill"]), str(data.get("feature_score", "abs_mean")),
-                   float(data.get("tie_noise", 0.0)))
+        # files written before these fields existed ranked by |mean| with no tie field
+        return super().from_dict({"feature_score": "abs_mean", "tie_noise": 0.0, **data})
 
 
-class Road:
+class Road(RemovalEvaluation):
     """Accuracy after removing features in MoRF and LeRF order (configured callable).
 
-    Args:
-        levels: fractions of features removed, each in ``[0, 1)``; 0 is plain accuracy. The
-            default 0, 0.1, …, 0.9 holds the reference's no-retraining levels (0.1–0.5, 0.7,
-            0.9).
-        fill: replacement, a registered fill name (default ``noisy_linear``, ROAD's) or a
-            :class:`~sgt.masking.Fill`; ``fill_args`` are its arguments (``noise``, in
-            ``[0, 1]`` pixel units, and ``input_std``, the per-channel std the inputs were
-            normalised with: give it for normalised inputs, e.g. ``(0.3081,)`` on MNIST).
-        feature_score: how a pixel's channel attributions reduce to its score
-            (:data:`sgt.features.FEATURE_SCORES`; ``signed_sum``, the reference's;
-            ``abs_mean`` ranks by |mean| as the accuracy drop does).
+    Args: as every removal evaluation (:class:`~sgt.evaluation.removal.RemovalEvaluation`),
+    with these defaults, plus ``tie_noise``:
+        levels: 0, 0.1, …, 0.9, which hold the reference's no-retraining levels (0.1–0.5,
+            0.7, 0.9).
+        fill: ``noisy_linear``, ROAD's; its ``fill_args`` are ``noise`` (in ``[0, 1]`` pixel
+            units) and ``input_std``, the per-channel std the inputs were normalised with
+            (give it for normalised inputs, e.g. ``(0.3081,)`` on MNIST).
+        feature_score: ``signed_sum``, the reference's (``abs_mean`` ranks by |mean| as the
+            accuracy drop does).
+        random_baseline: ``True``: its gap is the one a ranking with no information gets.
         tie_noise: scale of the fixed random field added to the min-max scaled scores
             (the reference's ``1e-4``); 0 ranks the scores as they are, exact ties still by
             the random keys.
-        random_baseline: also rank by ``random`` (added unless already among the methods):
-            its gap is the one a ranking with no information gets.
-        seed: seeds each method's generator (baselines, noise, random ranking, fill noise).
-        output: explain the target ``logit``, its ``log_prob`` or its ``prob``.
-        limit_batches: evaluate only the first batches of the loader.
-        progress: show a rich progress bar over methods.
     """
 
-    score_direction: ClassVar[str] = "higher"  # larger gap = more faithful saliency
+    name = "road"
+    title = "ROAD"
+    modalities = ("image", "timeseries")  # a 2-D grid of features to impute from
+    default_fill = "noisy_linear"
+    default_feature_score = "signed_sum"
 
-    def __init__(
-        self,
-        levels: Sequence[float] = LEVELS,
-        fill: str | Fill = "noisy_linear",
-        fill_args: Mapping[str, Any] | None = None,
-        feature_score: str = "signed_sum",
-        tie_noise: float = TIE_NOISE,
-        random_baseline: bool = True,
-        seed: int = 0,
-        output: Output = "logit",
-        limit_batches: int | None = None,
-        progress: bool = True,
-    ) -> None:
-        if not levels:
-            raise SettingError("levels must list at least one fraction in [0, 1), got none")
-        self.levels = [check_fraction(level, "each of levels") for level in levels]
-        if not isinstance(random_baseline, bool):
-            raise SettingError(f"random_baseline must be true or false, got {random_baseline!r}")
-        check_output(output, "output")
-        self.feature_score = check_feature_score(feature_score)
+    def __init__(self, tie_noise: float = TIE_NOISE, **settings: Any) -> None:
+        super().__init__(**settings)
         if (isinstance(tie_noise, bool) or not isinstance(tie_noise, (int, float))
                 or not 0 <= tie_noise < float("inf")):
             raise SettingError(f"tie_noise must be a finite number >= 0, got {tie_noise!r}")
         self.tie_noise = float(tie_noise)
-        if isinstance(fill, str):
-            self.fill, self.fill_name = get_fill(fill, fill_args), fill
-        else:
-            self.fill, self.fill_name = fill, type(fill).__name__
-        self.random_baseline, self.seed, self.output = random_baseline, seed, output
-        self.limit_batches, self.progress = check_limit_batches(limit_batches), progress
 
     def ranks(self, explainer: Explainer, name: str, scores: Tensor,
               valid: Tensor | None) -> Tensor:
@@ -212,8 +175,10 @@ class Road:
         masked = torch.where(selected.unsqueeze(-1), values, features)
         return modality.from_features(masked, stacked).view(levels, *z.shape)
 
-    def evaluate_batch(self, explainer: Explainer, name: str, x: Tensor, y: Tensor) -> Tensor:
+    def evaluate_batch(self, explainer: Explainer, name: str, batch: Sequence[Tensor]
+                       ) -> Tensor:
         """``(orders, levels)`` correct predictions of the batch: MoRF row, then LeRF."""
+        x, y = batch[:2]
         forward = explainer.forward
         m = forward.modality
         z, scores = explainer(name, x, y)
@@ -231,41 +196,15 @@ class Road:
             counts.append((logits.argmax(-1) == y.repeat(levels)).view(levels, -1).sum(1))
         return torch.stack(counts)
 
-    def __call__(
-        self,
-        model: nn.Module,
-        loader: Iterable[Sequence[Tensor]],
-        methods: Sequence[str] | Mapping[str, Attribution],
-        modality: Modality | None = None,
-    ) -> RoadResult:
-        """Evaluate ``methods`` (names or instances, plus ``random``) on ``loader``'s
-        ``(x, y, ...)`` batches.
-
-        ``model`` maps ``modality.embed`` output to logits (images: any classifier); it is
-        evaluated in eval mode on its own device and left in the mode it was in.
-        """
-        check_methods(methods)
-        explainer = Explainer(ModalityForward(model, modality or ImageModality(), self.output),
-                              self._with_baseline(methods), self.seed, self.feature_score)
-        correct, total = sum_per_method(  # method -> (orders, levels) counts
-            explainer, loader, lambda name, batch: self.evaluate_batch(explainer, name, *batch[:2]),
-            "ROAD", self.limit_batches, self.progress)
-        accuracy = {order: {name: (c[i].double() / total).tolist() for name, c in correct.items()}
+    def result(self, sums: dict[str, Tensor], total: int) -> RoadResult:
+        """``sums``: method -> ``(orders, levels)`` correct counts."""
+        accuracy = {order: {name: (c[i].double() / total).tolist() for name, c in sums.items()}
                     for i, order in enumerate(ORDERS)}
         auc = {order: {name: area_under_curve(self.levels, acc) for name, acc in curves.items()}
                for order, curves in accuracy.items()}
         return RoadResult(list(self.levels), accuracy["morf"], accuracy["lerf"], auc["morf"],
                           auc["lerf"], total, self.fill_name, self.feature_score,
                           self.tie_noise)
-
-    def _with_baseline(self, methods: Sequence[str] | Mapping[str, Attribution]
-                       ) -> list[str] | dict[str, Attribution]:
-        """``methods`` plus ``random`` when ``random_baseline`` asks for it."""
-        if not self.random_baseline or "random" in methods:
-            return dict(methods) if isinstance(methods, Mapping) else list(methods)
-        if isinstance(methods, Mapping):
-            return {**methods, "random": get_method("random")}
-        return [*methods, "random"]
 
 
 __all__ = ["ORDERS", "TIE_NOISE", "Road", "RoadResult", "lerf_kept", "reference_scores"]

@@ -9,54 +9,23 @@ stay similar while the weights are destroyed does not explain the model.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+from torchmetrics.functional import spearman_corrcoef
 
 from sgt.errors import SettingError
-from sgt.evaluation.base import RESULTS, check_methods
-from sgt.features import ImageModality, Modality
-from sgt.saliency import (
-    Attribution,
-    Explainer,
-    ModalityForward,
-    Output,
-    check_output,
-    global_rng_from,
-)
-
-
-def rank(x: Tensor) -> Tensor:
-    """Ranks ``0 … N-1`` along the last axis of ``(B, N)``; ties share their mean rank."""
-    batch, n = x.shape
-    sorted_x, order = x.sort(dim=1)
-    # group id of each sorted value: a new group starts wherever the value changes
-    starts = torch.ones_like(sorted_x, dtype=torch.bool)
-    starts[:, 1:] = sorted_x[:, 1:] != sorted_x[:, :-1]
-    group = starts.long().cumsum(1) - 1 + n * torch.arange(batch, device=x.device)[:, None]
-    position = torch.arange(n, device=x.device, dtype=torch.float64).expand(batch, n)
-    flat = group.flatten()
-    total = torch.zeros(batch * n, dtype=torch.float64, device=x.device).index_add_(
-        0, flat, position.flatten())
-    count = torch.zeros(batch * n, dtype=torch.float64, device=x.device).index_add_(
-        0, flat, torch.ones_like(position).flatten())
-    mean_rank = (total / count.clamp_min(1))[flat].view(batch, n)
-    return torch.empty_like(mean_rank).scatter_(1, order, mean_rank)
+from sgt.evaluation.base import Evaluation, Measure, Result
+from sgt.saliency import Explainer, Output, global_rng_from
 
 
 def spearman(a: Tensor, b: Tensor) -> Tensor:
-    """Per-row Spearman rank correlation of ``(B, N)`` tensors: ``(B,)``.
-
-    Pearson correlation of the (tie-averaged) ranks; a constant row gives 0.
-    """
-    ra, rb = rank(a), rank(b)
-    ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
-    denom = (ra.square().sum(1) * rb.square().sum(1)).sqrt()
-    return torch.where(denom > 0, (ra * rb).sum(1) / denom.clamp_min(1e-30),
-                       torch.zeros_like(denom)).float()
+    """Per-row Spearman rank correlation of ``(B, N)`` tensors: ``(B,)`` (torchmetrics':
+    tied values share their mean rank, a constant row gives 0)."""
+    return spearman_corrcoef(a.T.double(), b.T.double()).float()
 
 
 def randomizable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -66,12 +35,15 @@ def randomizable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
             and next(m.parameters(recurse=False), None) is not None]
 
 
-@RESULTS.register("sanity")
 @dataclass
-class SanityResult:
+class SanityResult(Result):
     """Rows ``{method, step, layer, spearman, spearman_std}``; step 0 is the trained model."""
 
     kind: ClassVar[str] = "sanity"
+    title: ClassVar[str] = "sanity check"
+    measures: ClassVar[dict[str, Measure]] = {
+        "spearman_final": Measure("Spearman ρ with every layer random",
+                                  higher_is_better=False)}
     rows: list[dict[str, Any]]
     num_samples: int
 
@@ -85,16 +57,11 @@ class SanityResult:
         last = {row["method"]: row["spearman"] for row in self.rows}
         return {f"spearman_final/{m}": v for m, v in last.items()}
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **asdict(self)}
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SanityResult:
-        return cls(list(data["rows"]), int(data["num_samples"]))
-
-
-class CascadingRandomization:
+class CascadingRandomization(Evaluation):
     """Spearman correlation between original and cascading-randomised saliency maps.
+
+    The model is copied (the caller's weights are never touched) and run in eval mode.
 
     Args:
         num_samples: test inputs compared (the first ones the loader yields).
@@ -103,11 +70,18 @@ class CascadingRandomization:
         output: explain the target ``logit``, its ``log_prob`` or its ``prob``.
     """
 
+    name = "sanity"
+    title = "sanity check"
+    modalities = ("image", "timeseries", "text")
+
     def __init__(self, num_samples: int = 500, seed: int = 0, output: Output = "logit") -> None:
+        super().__init__(seed=seed, output=output, progress=False)
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
             raise SettingError(f"num_samples must be a positive integer, got {num_samples!r}")
-        check_output(output, "output")
-        self.num_samples, self.seed, self.output = num_samples, seed, output
+        self.num_samples = num_samples
+
+    def explained(self, model: nn.Module) -> nn.Module:
+        return copy.deepcopy(model).eval()
 
     def _first_samples(self, loader: Iterable[Sequence[Tensor]]) -> tuple[Tensor, Tensor]:
         xs, ys, n = [], [], 0
@@ -121,41 +95,31 @@ class CascadingRandomization:
             raise ValueError("the loader yielded no batches")
         return torch.cat(xs)[: self.num_samples], torch.cat(ys)[: self.num_samples]
 
-    def __call__(
-        self,
-        model: nn.Module,
-        loader: Iterable[Sequence[Tensor]],
-        methods: Sequence[str] | Mapping[str, Attribution] = ("grad",),
-        modality: Modality | None = None,
-    ) -> SanityResult:
-        """Compare the maps of the loader's first ``num_samples`` inputs, layer by layer.
+    def evaluate_batch(self, explainer: Explainer, name: str, batch: Sequence[Tensor]
+                       ) -> Tensor:
+        """``(B, N)`` method ``name``'s scores of the batch for the model as it is now, from
+        its stream started afresh (the same draws at every step: only the weights differ)."""
+        explainer.reset()
+        x, y = batch[:2]
+        return explainer(name, x, y)[1]
 
-        ``model`` is copied (the caller's weights are never touched) and run in eval mode on
-        its device.
-        """
-        check_methods(methods)
-        modality = modality or ImageModality()
-        randomized = copy.deepcopy(model).eval()
-        explainer = Explainer(ModalityForward(randomized, modality, self.output), methods,
-                              self.seed)
+    def run(self, explainer: Explainer, loader: Iterable[Sequence[Tensor]]) -> SanityResult:
+        """Compare the maps of the loader's first ``num_samples`` inputs, layer by layer
+        from the output layer down."""
         device = explainer.device
-        x, y = (t.to(device) for t in self._first_samples(loader))
-
-        def scores() -> dict[str, Tensor]:
-            explainer.reset()  # the same random draws at every step: only the weights differ
-            return {name: explainer(name, x, y)[1] for name in explainer.methods}
-
-        original = scores()
+        batch = [t.to(device) for t in self._first_samples(loader)]
+        original = {name: self.evaluate_batch(explainer, name, batch)
+                    for name in explainer.methods}
         rows = [{"method": name, "step": 0, "layer": "original", "spearman": 1.0,
                  "spearman_std": 0.0} for name in original]
         init = torch.Generator(device=device).manual_seed(self.seed)
-        layers = randomizable_layers(randomized)[::-1]  # output layer first
+        layers = randomizable_layers(explainer.forward.net)[::-1]  # output layer first
         for step, (layer, module) in enumerate(layers, start=1):
             with torch.no_grad(), global_rng_from(init):
                 module.reset_parameters()
-            for name, randomized_scores in scores().items():
-                rho = spearman(original[name], randomized_scores)
+            for name in explainer.methods:
+                rho = spearman(original[name], self.evaluate_batch(explainer, name, batch))
                 rows.append({"method": name, "step": step, "layer": layer,
                              "spearman": rho.mean().item(),
                              "spearman_std": rho.std(correction=0).item()})
-        return SanityResult(rows, len(y))
+        return SanityResult(rows, len(batch[1]))

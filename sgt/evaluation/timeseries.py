@@ -24,27 +24,18 @@ interchangeable: on LSTMs they move Diff by 0.1–0.2 (docs/paper.md §3(d)).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from sgt.checks import check_choice
 from sgt.errors import SettingError
-from sgt.evaluation.accuracy_drop import area_under_curve
-from sgt.evaluation.base import RESULTS, check_limit_batches, check_methods, sum_per_method
-from sgt.features import TimeSeriesModality
-from sgt.saliency import (
-    Attribution,
-    Explainer,
-    ModalityForward,
-    Output,
-    check_output,
-    get_method,
-    method_generator,
-)
+from sgt.evaluation.base import Evaluation, Measure, Methods, Result
+from sgt.evaluation.removal import area_under_curve, relative_to
+from sgt.saliency import Attribution, Explainer, Output, get_method, method_generator
 
 MASS_LEVELS: tuple[float, ...] = tuple(i / 10 for i in range(1, 10))  # 10 … 90 %
 MASKED_LEVELS: tuple[float, ...] = tuple(i / 10 for i in range(11))  # 0, 10, …, 100 %
@@ -53,6 +44,8 @@ CURVES: tuple[str, ...] = ("precision", "recall", "time_precision", "time_recall
                            "feature_precision", "feature_recall")
 AREAS: tuple[str, ...] = ("aup", "aur", "aupr", "time_aup", "time_aur", "time_aupr",
                           "feature_aup", "feature_aur", "feature_aupr", "masked_auc")
+_AREA_TITLES = {"aup": "area under the precision curve", "aur": "area under the recall curve",
+                "aupr": "area under the precision-recall curve"}
 RANDOM_BASELINES = ("permuted", "iid")
 
 
@@ -147,9 +140,8 @@ def masked_inputs(x: Tensor, background: Tensor, masks: Tensor) -> Tensor:
 # -- the result -------------------------------------------------------------------------
 
 
-@RESULTS.register("timeseries")
 @dataclass
-class TimeSeriesResult:
+class TimeSeriesResult(Result):
     """Plain data: precision/recall curves per method at each saliency-mass level, and
     masked accuracy per method at each masked level.
 
@@ -158,6 +150,15 @@ class TimeSeriesResult:
     """
 
     kind: ClassVar[str] = "timeseries"
+    faithfulness: ClassVar[str | None] = "relative_masked_auc"
+    title: ClassVar[str] = "time-series metrics"
+    measures: ClassVar[dict[str, Measure]] = {
+        **{f"{level}{area}": Measure(f"{what} ({level.rstrip('_') or 'cells'})", True)
+           for level in ("", "time_", "feature_") for area, what in _AREA_TITLES.items()},
+        "masked_auc": Measure("area under the masked-accuracy curve", higher_is_better=False),
+        "relative_masked_auc": Measure("area between the random masked-accuracy curve and "
+                                       "the method's", higher_is_better=True),
+    }
     levels: list[float]
     curves: dict[str, dict[str, list[float]]]
     masked_levels: list[float]
@@ -187,25 +188,24 @@ class TimeSeriesResult:
         out["masked_auc"] = area_under_curve(self.masked_levels, self.masked_accuracy[method])
         return out
 
+    @property
+    def relative_masked_auc(self) -> dict[str, float]:
+        """The area between the ``random`` masked-accuracy curve and each method's (higher =
+        more faithful; empty without ``random``)."""
+        return relative_to("random", {m: self.areas(m)["masked_auc"] for m in self.methods})
+
     def table(self) -> tuple[list[str], list[list[Any]]]:
         """``(columns, rows)``: one row per method with its areas."""
-        rows = [[m, *self.areas(m).values()] for m in self.methods]
-        return ["method", *AREAS], rows
+        relative = self.relative_masked_auc
+        rows = [[m, *self.areas(m).values(), relative.get(m)] for m in self.methods]
+        return ["method", *AREAS, "relative_masked_auc"], rows
 
     def summary(self) -> dict[str, float]:
-        """``<area>/<method>`` (``aup/grad``, ``masked_auc/random``, …)."""
-        return {f"{area}/{m}": value for m in self.methods
-                for area, value in self.areas(m).items()}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TimeSeriesResult:
-        return cls(list(data["levels"]), {c: dict(v) for c, v in data["curves"].items()},
-                   list(data["masked_levels"]), dict(data["masked_accuracy"]),
-                   int(data["num_samples"]), data.get("random_baseline", "iid"),
-                   data.get("random_source"), data.get("random_permutation"))
+        """``<area>/<method>`` (``aup/grad``, ``masked_auc/random``, …) and
+        ``relative_masked_auc/<method>``."""
+        return {**{f"{area}/{m}": value for m in self.methods
+                   for area, value in self.areas(m).items()},
+                **{f"relative_masked_auc/{m}": v for m, v in self.relative_masked_auc.items()}}
 
 
 def difference_from_random(results: TimeSeriesResult | Sequence[TimeSeriesResult],
@@ -265,7 +265,6 @@ class PermutedMap:
         return attribution[..., self.permutation.to(z.device)]
 
 
-
 def _check_levels(levels: Sequence[float], key: str, low: float, high: float) -> list[float]:
     values = list(levels)
     if not values or any(isinstance(v, bool) or not isinstance(v, (int, float))
@@ -276,7 +275,7 @@ def _check_levels(levels: Sequence[float], key: str, low: float, high: float) ->
     return [float(v) for v in values]
 
 
-class TimeSeriesMetrics:
+class TimeSeriesMetrics(Evaluation):
     """The benchmark's saliency metrics against the true box (configured callable).
 
     Args:
@@ -290,11 +289,13 @@ class TimeSeriesMetrics:
         random_key: keys the seeded draw of the permuted method and permutation. The
             benchmark draws afresh for every dataset and model, so give each its own key
             (the runs layer uses ``<dataset>/<model>``); the same key and seed repeat it.
-        seed: seeds each method's generator (baselines, noise, the random map).
-        output: explain the target ``logit``, its ``log_prob`` or its ``prob``.
-        limit_batches: evaluate only the first batches of the loader.
-        progress: show a rich progress bar over methods.
+        seed, output, limit_batches, progress: as every evaluation
+            (:class:`~sgt.evaluation.base.Evaluation`).
     """
+
+    name = "timeseries"
+    title = "time-series metrics"
+    modalities = ("timeseries",)
 
     def __init__(
         self,
@@ -307,6 +308,8 @@ class TimeSeriesMetrics:
         limit_batches: int | None = None,
         progress: bool = True,
     ) -> None:
+        super().__init__(seed=seed, output=output, limit_batches=limit_batches,
+                         progress=progress)
         self.levels = _check_levels(levels, "levels", 0.0, 1.0)
         if self.levels[0] == 0.0 or self.levels[-1] == 1.0:
             raise SettingError(f"levels must lie strictly between 0 and 1 (0 and 1 are "
@@ -317,14 +320,14 @@ class TimeSeriesMetrics:
         if random_key is not None and not isinstance(random_key, str):
             raise SettingError(f"random_key must be a string or null, got {random_key!r}")
         self.random_key = random_key or ""
-        check_output(output, "output")
-        self.seed, self.output = seed, output
-        self.limit_batches, self.progress = check_limit_batches(limit_batches), progress
+        self.permuted: PermutedMap | None = None  # this call's benchmark Random
 
-    def evaluate_batch(self, explainer: Explainer, name: str, x: Tensor, y: Tensor,
-                       truth: Tensor, background: Tensor) -> dict[str, Tensor]:
-        """Sums over the batch: ``<curve>`` ``(L,)`` of the defined per-sample values,
-        ``<curve>_count`` ``(L,)`` how many were defined, ``correct`` ``(M,)``."""
+    def evaluate_batch(self, explainer: Explainer, name: str, batch: Sequence[Tensor]
+                       ) -> dict[str, Tensor]:
+        """Sums over a ``(x, y, truth, background)`` batch: ``<curve>`` ``(L,)`` of the
+        defined per-sample values, ``<curve>_count`` ``(L,)`` how many were defined,
+        ``correct`` ``(M,)``."""
+        x, y, truth, background = self._unpack(batch)
         _, scores = explainer(name, x, y)  # (B, N): |attribution| per cell
         saliency = rescale_saliency(scores.double())  # the benchmark's maps are float64
         truth_flat = truth.flatten(1)  # (B, T, F) -> (B, N)
@@ -348,38 +351,21 @@ class TimeSeriesMetrics:
         sums["correct"] = (logits.argmax(-1) == y.repeat(levels)).view(levels, -1).sum(1)
         return sums
 
-    def __call__(
-        self,
-        model: nn.Module,
-        loader: Iterable[Sequence[Tensor]],
-        methods: Sequence[str] | Mapping[str, Attribution],
-        modality: TimeSeriesModality | None = None,
-    ) -> TimeSeriesResult:
-        """Evaluate ``methods`` on ``loader``'s ``(x, y, truth, background)`` batches.
-
-        ``model`` maps ``(B, T, F)`` to logits; it is evaluated in eval mode on its own
-        device and left in the mode it was in.
-        """
-        check_methods(methods)
-        forward = ModalityForward(model, modality or TimeSeriesModality(), self.output)
-        device = next(model.parameters()).device
-        methods, permuted = self.with_random(methods, device)
-        explainer = Explainer(forward, methods, self.seed)
-
-        def step(name: str, batch: Sequence[Tensor]) -> dict[str, Tensor]:
-            return self.evaluate_batch(explainer, name, *self._unpack(batch))
-
-        totals, total = sum_per_method(explainer, loader, step, "time-series metrics",
-                                       self.limit_batches, self.progress)
+    def result(self, sums: dict[str, dict[str, Tensor]], total: int) -> TimeSeriesResult:
         curves = {curve: {name: (s[curve].double() / s[f"{curve}_count"]).tolist()
-                          for name, s in totals.items()} for curve in CURVES}
+                          for name, s in sums.items()} for curve in CURVES}
         accuracy = {name: _stay_at_zero((s["correct"].double() / total).tolist())
-                    for name, s in totals.items()}
+                    for name, s in sums.items()}
+        permuted = self.permuted
         return TimeSeriesResult(
             self.levels, curves, self.masked_levels, accuracy, total,
             "permuted" if permuted else "iid", permuted and permuted.name,
             None if not permuted or permuted.permutation is None
             else permuted.permutation.tolist())
+
+    def methods_for(self, methods: Methods, device: Any) -> Methods:
+        named, self.permuted = self.with_random(methods, device)
+        return named
 
     def with_random(self, methods: Sequence[str] | Mapping[str, Attribution],
                     device: torch.device) -> tuple[dict[str, Attribution], PermutedMap | None]:

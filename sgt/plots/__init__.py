@@ -11,7 +11,7 @@ from sgt.plots.examples import EXAMPLE_FIGURES, plot_examples
 from sgt.plots.road import plot_road
 from sgt.plots.saliency import plot_gradient_distributions, plot_saliency_examples
 from sgt.plots.sanity import plot_sanity
-from sgt.plots.sweep import plot_metric_vs
+from sgt.plots.sweep import plot_metric_vs, plot_tradeoff
 from sgt.plots.text import plot_eraser, plot_token_highlights
 from sgt.plots.timeseries import plot_box_saliency, plot_masked_accuracy, plot_precision_recall
 from sgt.plots.training import plot_training_curves
@@ -31,6 +31,7 @@ __all__ = [
     "plot_sanity",
     "plot_saliency_examples",
     "plot_token_highlights",
+    "plot_tradeoff",
     "plot_training_curves",
     "result_figures",
 ]

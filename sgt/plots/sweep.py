@@ -39,3 +39,29 @@ def plot_metric_vs(
     for ax in axes[len(ys):]:
         ax.set_visible(False)
     return save(fig, path)
+
+
+def plot_tradeoff(points: Mapping[str, Sequence[tuple[str, float, float, bool]]],
+                  path: str | Path, faithfulness: str = "faithfulness relative to random"
+                  ) -> Path:
+    """Test accuracy against each method's faithfulness, one panel per method and one point
+    per run ``(label, accuracy, faithfulness, on the Pareto front)``: the front's runs are
+    filled, joined in accuracy order and named."""
+    rows_, cols = grid(len(points), max_cols=3)
+    fig = Figure(figsize=(3.9 * cols, 3.2 * rows_), layout="constrained")
+    axes = fig.subplots(rows_, cols, squeeze=False).flatten()
+    for ax, (method, runs) in zip(axes, points.items(), strict=False):
+        rest = [p for p in runs if not p[3]]
+        front = sorted((p for p in runs if p[3]), key=lambda p: p[1])
+        ax.scatter([p[1] for p in rest], [p[2] for p in rest], s=22, facecolors="none",
+                   edgecolors="C7", label="dominated")
+        ax.plot([p[1] for p in front], [p[2] for p in front], "-o", ms=5, color="C3",
+                label="Pareto front")
+        for label, x, y, _ in front:
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=6)
+        ax.set(title=method, xlabel="test accuracy", ylabel=faithfulness)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    for ax in axes[len(points):]:
+        ax.set_visible(False)
+    return save(fig, path)

@@ -4,10 +4,17 @@ Every view takes the records of :func:`experiments.runs.collect.collect` and the
 options, prints its table on the console and writes its files under names no earlier report
 holds (``--out``, by default the first folder given): ``sweep`` (one row per run, metrics
 against the swept settings), ``compare`` (N runs side by side, with their figures), ``mnist``
-(the paper's MNIST comparison), ``table1`` and ``table2`` (the poster's tables beside ours).
+(the paper's MNIST comparison), ``tradeoff`` (accuracy against faithfulness, the Pareto
+front marked), ``table1`` and ``table2`` (the poster's tables beside ours).
 """
 
-from experiments.runs.views import compare, sweep, table1, table2  # noqa: F401 (register)
+from experiments.runs.views import (  # noqa: F401 (they register themselves)
+    compare,
+    sweep,
+    table1,
+    table2,
+    tradeoff,
+)
 from experiments.runs.views.common import VIEWS, Options
 
 __all__ = ["VIEWS", "Options"]

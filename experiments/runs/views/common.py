@@ -15,7 +15,8 @@ from rich.table import Table as RichTable
 
 from experiments.runs.collect import Record
 from experiments.runs.files import claim_stem
-from experiments.runs.html import Section, page, paragraph, table
+from experiments.runs.html import Section, join, page, paragraph, table
+from sgt.evaluation import measure
 from sgt.registry import Registry
 
 
@@ -26,10 +27,25 @@ class Options:
     out: Path
     name: str | None = None  # the evaluation looked at (eval.name)
     html: bool = False
-    sort_by: str = "test/acc"
+    sort_by: str | None = None  # sweep: best/worst by this column (else: the Pareto front)
     labels: list[str] | None = None
     method: str = "grad"
     min_accuracy: float = 0.9
+
+
+def directions(keys: Sequence[str]) -> str:
+    """Which measures among summary ``keys`` are better higher and which lower, in words,
+    as each evaluation declares it (``↑ higher is better: gap; ↓ lower: morf_auc``)."""
+    by_direction: dict[bool, dict[str, None]] = {True: {}, False: {}}
+    for key in keys:
+        found = measure(key)
+        if found is not None:
+            name = next(p for p in key.split("/") if measure(p) is found)
+            by_direction[found.higher_is_better][name] = None
+    parts = [f"{arrow} {words}: {', '.join(names)}" for arrow, words, names in (
+        ("↑", "higher is better", by_direction[True]), ("↓", "lower is better",
+                                                        by_direction[False])) if names]
+    return "; ".join(parts)
 
 
 View = Callable[[Sequence[Record], Options], dict[str, Path]]
@@ -77,7 +93,7 @@ def write_table(view: TableView, options: Options) -> dict[str, Path]:
     files["json"].write_text(json.dumps({"title": view.title, "rows": view.rows,
                                          "notes": view.notes}, indent=2), encoding="utf-8")
     if options.html:
-        body = "\n".join([table(view.header, view.cells),
+        body = join([table(view.header, view.cells),
                           *(paragraph(note) for note in view.notes)])
         files["html"].write_text(page(view.title, str(options.out),
                                       [Section("table", view.title, body)], "sgt report"),

@@ -21,7 +21,7 @@ from rich.table import Table
 
 from experiments.runs.collect import Record
 from experiments.runs.files import claim_stem, latest_result
-from experiments.runs.views.common import VIEWS, Options
+from experiments.runs.views.common import VIEWS, Options, directions
 from sgt.errors import SettingError
 from sgt.evaluation import result_from_dict
 
@@ -92,7 +92,7 @@ def compare(run_dirs: Sequence[Path], out_dir: Path, labels: Sequence[str] | Non
 
 def print_table(summary: dict[str, dict[str, float | None]], labels: Sequence[str],
                 name: str) -> None:
-    table = Table(title=f"{name} (auc: area under the curve, lower = more faithful)")
+    table = Table(title=f"{name} ({directions(list(summary))})")
     table.add_column("measure", overflow="fold")
     for label in labels:
         table.add_column(label, justify="right", overflow="fold")
@@ -103,7 +103,7 @@ def print_table(summary: dict[str, dict[str, float | None]], labels: Sequence[st
 
 def html_page(done: dict[str, Any], name: str, out: Path) -> Path:
     """The comparison as one self-contained page: the summary table and every figure."""
-    from experiments.runs.html import Section, figure, page, table
+    from experiments.runs.html import Section, figure, join, page, table
 
     labels = done["labels"]
     rows = [[key, *("—" if v is None else f"{v:.4f}" for v in values.values())]
@@ -113,7 +113,7 @@ def html_page(done: dict[str, Any], name: str, out: Path) -> Path:
     path = out / f"{done['files']['csv'].stem}.html"
     path.write_text(page(f"{name}: {' vs '.join(labels)}", str(out), [
         Section("summary", "Summary", table(["measure", *labels], rows)),
-        Section("figures", "Figures", "\n".join(figures))], "sgt report"), encoding="utf-8")
+        Section("figures", "Figures", join(figures))], "sgt report"), encoding="utf-8")
     return path
 
 
