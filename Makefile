@@ -14,8 +14,8 @@ install:  ## install sgt and its dev tools (torch from this machine's disk when 
 train: install  ## SGT on MNIST with the paper's recipe, EPOCHS epochs (2: minutes on a CPU)
 	$(PYTHON) -m experiments.train trainer.max_epochs=$(EPOCHS)
 
-test: install  ## the CPU test suite (slow and GPU tests excluded)
-	$(PYTHON) -m pytest -m "not slow and not gpu" -q
+test: install  ## the CPU test suite (slow and GPU tests excluded), two test files at a time
+	$(PYTHON) -m pytest -m "not slow and not gpu" -q -n 2 --dist loadfile
 
 lint:
 	$(PYTHON) -m ruff check .

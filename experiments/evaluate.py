@@ -7,13 +7,15 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from experiments.runs.build import instantiate_list
-from experiments.runs.cli import report_user_errors
+from experiments.runs.cli import interrupted_by_sigterm, report_user_errors
 from experiments.runs.evaluation import check_eval, close_loggers, evaluate_checkpoint
 from experiments.runs.files import resolve_run
 
@@ -24,10 +26,20 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     resolve_run(cfg.ckpt_path)  # a bad path fails before any logger starts
     loggers = instantiate_list(cfg.get("logger"))
     try:
-        return evaluate_checkpoint(cfg.eval, cfg.ckpt_path, loggers=loggers,
-                                   data_dir=cfg.get("data_dir"))
+        with interrupted_by_sigterm(lambda: stopped_message(cfg)):
+            return evaluate_checkpoint(cfg.eval, cfg.ckpt_path, loggers=loggers,
+                                       data_dir=cfg.get("data_dir"))
     finally:
         close_loggers(loggers)
+
+
+def stopped_message(cfg: DictConfig) -> str:
+    """What a SIGTERM leaves, and the command that evaluates again."""
+    overrides = (list(HydraConfig.get().overrides.task) if HydraConfig.initialized()
+                 else [f"ckpt_path={cfg.ckpt_path}"])
+    command = "python -m experiments.evaluate " + shlex.join(overrides)
+    return (f"the evaluation {cfg.eval.name} of {cfg.ckpt_path} was stopped by SIGTERM; it "
+            f"left no partial result files; run it again with {command}")
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate.yaml")

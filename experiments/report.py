@@ -23,19 +23,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from experiments.runs.cli import fail
-from experiments.runs.collect import collect
+from experiments.runs.collect import collect, stale_notes
 from experiments.runs.compose import new_dated_folder
 from experiments.runs.files import claim_stem
 from experiments.runs.pages import run_page
 from experiments.runs.views import VIEWS, Options
+from sgt.atomic import all_or_nothing, check_writable, storage_error, write_text
 from sgt.errors import SGTError
 
 
 def write_run_report(run_dir: Path, out_dir: Path) -> Path:
     """A run folder's ``report.html`` (numbered when taken)."""
     path = out_dir / f"{claim_stem(out_dir, 'report', ['.html'])}.html"
-    path.write_text(run_page(run_dir), encoding="utf-8")
-    return path
+    return write_text(path, run_page(run_dir))
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -64,18 +64,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not 0 <= args.min_accuracy <= 1:
         fail(f"--min-accuracy must be a fraction in [0, 1], got {args.min_accuracy}")
     one = args.folders[0] if len(args.folders) == 1 else None
+    run_page_only = (one is not None and (one / ".hydra" / "config.yaml").is_file()
+                     and args.html and args.view == "sweep")
     try:
-        if one is not None and (one / ".hydra" / "config.yaml").is_file() and args.html \
-                and args.view == "sweep":
-            print(write_run_report(one, args.out or one))
-            return
-        records = collect(args.folders)
-        out = args.out or one or new_dated_folder(Path("outputs/report"))
-        options = Options(out, args.name, args.html, args.sort_by, args.labels, args.method,
-                          args.min_accuracy)
-        files = VIEWS.get(args.view)(records, options)
+        out = check_writable(args.out or one or new_dated_folder(Path("outputs/report")),
+                             "choose a writable folder with --out")
+        with all_or_nothing(f"free space in {out} (or choose another --out) and run again"):
+            if run_page_only:
+                print(write_run_report(one, out))
+                return
+            records = collect(args.folders)
+            options = Options(out, args.name, args.html, args.sort_by, args.labels,
+                              args.method, args.min_accuracy)
+            files = VIEWS.get(args.view)(records, options)
+        for note in stale_notes(records):
+            print(f"note: {note}")
     except SGTError as err:
         fail(str(err))
+    except OSError as err:  # the dated folder could not be made
+        fail(str(storage_error(err, "choose a writable folder with --out")))
     for path in files.values():
         print(path)
 

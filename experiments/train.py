@@ -23,16 +23,28 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from experiments.runs.build import build, instantiate_list
 from experiments.runs.checks import start_run, validate
 from experiments.runs.claim import release_run_dir
-from experiments.runs.cli import RunInterrupted, call_library, report_user_errors
+from experiments.runs.cli import (
+    RunInterrupted,
+    call_library,
+    interrupted_by_sigterm,
+    report_user_errors,
+)
 from experiments.runs.devices import share_cpu_threads, trainer_devices
 from experiments.runs.evaluation import evaluate_checkpoint
 from experiments.runs.files import METRICS, read_metrics, write_json_atomic
 from experiments.runs.multirun import continue_command, in_multirun, sweep_dir_of_job
-from experiments.runs.resume import check_resume, finished_message, resolve_ckpt, resume_command
+from experiments.runs.resume import (
+    check_resume,
+    finished_message,
+    recorded,
+    resolve_ckpt,
+    resume_command,
+    started_from,
+)
 from experiments.runs.summary import print_run_summary
 from sgt.checkpoint_io import check_fits, read_checkpoint
 from sgt.data import InMemoryDataModule
-from sgt.errors import SettingError, SGTError
+from sgt.errors import SettingError, SGTError, StorageError
 from sgt.module import SaliencyGuidedModule
 
 
@@ -69,15 +81,43 @@ class EpochTimer(pl.Callback):
         self.times = list(state.get("times", []))
 
 
+class RunRecord(pl.Callback):
+    """What metrics.json reports beyond the weights, kept in every checkpoint so a resumed
+    run reports it too: the metrics of the epoch a checkpoint holds (a resume after the last
+    epoch trains none, so its fit reports none) and where the run's weights started
+    (``started_from``: another run's checkpoint)."""
+
+    def __init__(self, origin: dict[str, Any] | None) -> None:
+        self.origin = origin
+        self.metrics: dict[str, float] = {}
+        self._trainer: pl.Trainer | None = None
+
+    def setup(self, trainer: pl.Trainer, module: pl.LightningModule, stage: str) -> None:
+        self._trainer = trainer
+
+    def state_dict(self) -> dict[str, Any]:
+        metrics = _scalars(self._trainer.callback_metrics) if self._trainer else self.metrics
+        return {"metrics": metrics, "started_from": self.origin}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.metrics = dict(state.get("metrics", {}))
+        if self.origin is None:  # a resume: the origin the run recorded when it started
+            self.origin = state.get("started_from")
+
+
 def read_inputs(datamodule: InMemoryDataModule, module: SaliencyGuidedModule,
-                ckpt_path: str | None) -> None:
+                ckpt_path: str | None) -> dict[str, Any]:
     """Read the data and the checkpoint, and run the model once on the data, before any
     logger or callback writes a file: bad files, a model that cannot take the data's inputs
-    or a ``k`` that masks nothing fail the run with nothing written."""
+    or a ``k`` that masks nothing fail the run with nothing written. Returns where the
+    checkpoint's training stood (``epoch``, ``global_step``; empty without one)."""
     datamodule.prepare_data()
     datamodule.setup("fit")
+    position: dict[str, Any] = {}
     if ckpt_path is not None:
-        check_fits(read_checkpoint(ckpt_path), module, ckpt_path)
+        checkpoint = read_checkpoint(ckpt_path)
+        check_fits(checkpoint, module, ckpt_path)
+        position = {key: checkpoint.get(key) for key in ("epoch", "global_step")}
     example = datamodule.example_input()
     was_training = module.training
     try:
@@ -93,6 +133,7 @@ def read_inputs(datamodule: InMemoryDataModule, module: SaliencyGuidedModule,
         module.train(was_training)  # Lightning keeps the mode it finds: dropout, BatchNorm
     module.check_masked_count(next(iter(datamodule.train_dataloader()))[0])
     module.example_input_array = example
+    return position
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
@@ -100,19 +141,38 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
             isinstance(v, (int, float))}
 
 
+def next_step(run_dir: Path) -> str:
+    """How to go on with a run that stopped: resume it, or continue its sweep."""
+    if in_multirun():
+        return f"continue the sweep with {continue_command(sweep_dir_of_job())}"
+    return f"resume with {resume_command(run_dir)}"
+
+
+def refused_write(err: BaseException) -> StorageError | None:
+    """The :class:`StorageError` behind ``err``: on a full disk, what Lightning does after a
+    failed checkpoint (its loggers' last write) may fail too and raise an error of its own."""
+    while err is not None and not isinstance(err, StorageError):
+        err = err.__context__
+    return err
+
+
 def fit(trainer: pl.Trainer, module: SaliencyGuidedModule, datamodule: InMemoryDataModule,
         ckpt_path: str | None, run_dir: Path) -> None:
     """``trainer.fit``; a SIGTERM (Slurm, ``timeout``, ``docker stop``) ends the run with
-    exit code 143 and the command that resumes it, instead of Lightning's silent exit 0."""
+    exit code 143 and the command that resumes it, instead of Lightning's silent exit 0, and
+    a checkpoint the disk refuses ends it with that command too."""
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except SIGTERMException:
-        how = (f"continue the sweep with {continue_command(sweep_dir_of_job())}"
-               if in_multirun() else f"resume with {resume_command(run_dir)}")
         raise RunInterrupted(
             f"the run was stopped by SIGTERM in epoch {trainer.current_epoch} (step "
             f"{trainer.global_step}); checkpoints/last.ckpt holds the last complete epoch "
-            f"(if one was): {how}") from None
+            f"(if one was): {next_step(run_dir)}") from None
+    except OSError as err:
+        refused = refused_write(err)
+        if refused is None:
+            raise
+        raise StorageError(f"{refused}, then {next_step(run_dir)}") from None
     if trainer.global_step == 0:
         raise SettingError("the run took no training step (trainer.limit_train_batches or "
                            "the data left none), so there is nothing to test; give "
@@ -154,18 +214,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         return done
     try:
         ckpt_path = resolve_ckpt(cfg, run_dir)
-        changes = check_resume(cfg, run_dir) if ckpt_path else {}
+        changes = check_resume(cfg, run_dir, ckpt_path) if ckpt_path else {}
         earlier = read_metrics(run_dir)  # a finished run trained longer keeps them
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule, module = build(cfg)
-        read_inputs(datamodule, module, ckpt_path)
-        metrics, writes = fit_test_evaluate(cfg, datamodule, module, ckpt_path, run_dir)
+        position = read_inputs(datamodule, module, ckpt_path)
+        origin = started_from(ckpt_path, run_dir, position, changes) if ckpt_path else None
+        metrics, writes = fit_test_evaluate(cfg, datamodule, module, ckpt_path, run_dir,
+                                            RunRecord(origin))
     except SGTError:
         release_run_dir(run_dir)
         raise
-    if changes:
-        metrics["resumed_with_changes"] = {k: {"run": old, "now": new}
-                                           for k, (old, new) in changes.items()}
+    if changes and origin is None:  # a resume of this run (another's records them in origin)
+        metrics["resumed_with_changes"] = recorded(changes)
     metrics = {**earlier, **metrics}
     if writes:
         write_json_atomic(run_dir / METRICS, metrics)
@@ -174,12 +235,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def fit_test_evaluate(cfg: DictConfig, datamodule: InMemoryDataModule,
-                      module: SaliencyGuidedModule, ckpt_path: str | None, run_dir: Path
-                      ) -> tuple[dict[str, Any], bool]:
+                      module: SaliencyGuidedModule, ckpt_path: str | None, run_dir: Path,
+                      record: RunRecord) -> tuple[dict[str, Any], bool]:
     """Fit, test the best checkpoint, evaluate it (``eval=…``): the run's metrics, and
-    whether this process writes them (rank 0)."""
+    whether this process writes them (rank 0). A SIGTERM after the training says that its
+    checkpoints are complete and how to test them again."""
     timer = EpochTimer()
-    callbacks = [*instantiate_list(cfg.get("callbacks")), timer]
+    callbacks = [*instantiate_list(cfg.get("callbacks")), timer, record]
     if OmegaConf.select(cfg, "trainer.enable_progress_bar") is False:
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers = instantiate_list(cfg.get("logger"))
@@ -190,17 +252,25 @@ def fit_test_evaluate(cfg: DictConfig, datamodule: InMemoryDataModule,
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     fit(trainer, module, datamodule, ckpt_path, run_dir)
-    epoch_times = list(timer.times)  # testing the best checkpoint restores its callbacks
-    metrics: dict[str, Any] = _scalars(trainer.callback_metrics)
+    # testing the best checkpoint restores its callbacks: what the fit left is taken first
+    epoch_times, origin = list(timer.times), record.origin
+    metrics: dict[str, Any] = {**record.metrics, **_scalars(trainer.callback_metrics)}
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    if cfg.get("test"):
-        tested = trainer.test(module, datamodule=datamodule, ckpt_path=best or None,
-                              verbose=False)
-        metrics.update(_scalars(tested[0]) if tested else {})
-    if cfg.get("eval") and trainer.is_global_zero:  # the evaluation suite on the best checkpoint
-        ckpt = best or str(run_dir / "checkpoints" / "last.ckpt")
-        metrics.update(evaluate_checkpoint(cfg.eval, ckpt, run_cfg=cfg, loggers=loggers,
-                                           datamodule=datamodule))
+    with interrupted_by_sigterm(lambda: (
+            f"the run was stopped by SIGTERM after its training ({trainer.current_epoch} "
+            "epochs), while testing or evaluating its best checkpoint, so no metrics.json "
+            f"was written; its checkpoints are complete: {next_step(run_dir)} (that trains "
+            "no further: it tests the best checkpoint and writes metrics.json)")):
+        if cfg.get("test"):
+            tested = trainer.test(module, datamodule=datamodule, ckpt_path=best or None,
+                                  verbose=False)
+            metrics.update(_scalars(tested[0]) if tested else {})
+        if cfg.get("eval") and trainer.is_global_zero:  # the evaluation suite on the best
+            ckpt = best or str(run_dir / "checkpoints" / "last.ckpt")
+            metrics.update(evaluate_checkpoint(cfg.eval, ckpt, run_cfg=cfg, loggers=loggers,
+                                               datamodule=datamodule))
+    if origin is not None:
+        metrics["started_from"] = origin
     stopping = trainer.early_stopping_callback
     metrics.update(
         best_ckpt_path=best,

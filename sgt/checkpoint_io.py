@@ -3,17 +3,21 @@
 A run killed while saving must not leave a truncated ``last.ckpt`` that a resume would
 trust. :class:`AtomicCheckpointIO` writes each checkpoint through
 :func:`sgt.atomic.atomic_write`, so the target is always the previous or the new complete
-file. Reading turns torch's errors about corrupt or
+file; a write the disk refuses (full, over quota, read-only) is recognised by its errno and
+raises a one-line :class:`StorageError`, and leaves the checkpoints of the epoch before as
+they were (see :meth:`AtomicCheckpointIO.remove_checkpoint`). Reading turns torch's errors
+about corrupt or
 foreign files into a :class:`CheckpointError`, and :func:`check_fits` says which network a
 checkpoint was trained with when it does not fit the one being built.
 """
 
 from __future__ import annotations
 
+import errno
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
@@ -98,21 +102,51 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     copy through this plugin, where ``save_last: link`` would not).
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._saved: tuple[Any, Path] | None = None  # (round, path) of the last good write
+        self._replaced: list[tuple[Any, Path, Path]] = []  # (round, new file, old file)
+
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path,
                         storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
         path = Path(path)
+        when = (checkpoint.get("epoch"), checkpoint.get("global_step"))
         try:
             with atomic_write(path, temporary=temporary_path(path)) as f:
-                torch.save(checkpoint, f)
+                save_to(checkpoint, f)
         except BaseException as err:
-            if write_failure(err):
+            self._finish_replacements(undo=when)
+            if isinstance(err, OSError) and err.errno is not None:  # the system refused it
                 raise StorageError(
-                    f"cannot write checkpoint {path} ({reason_of(err)}); the checkpoints "
-                    "written before it are intact: free space (or make the folder writable) "
-                    "and resume the run with ckpt_path=last") from None
+                    f"cannot write checkpoint {path}: {err.strerror} "
+                    f"({errno.errorcode.get(err.errno, err.errno)}); any checkpoint written "
+                    f"before it is intact: {storage_fix(err.errno, path.parent)}") from None
             raise
+        self._saved = (when, path)
+        self._finish_replacements()
+
+    def remove_checkpoint(self, path: str | Path) -> None:
+        """Lightning removes the best checkpoint it replaced right after writing the new one,
+        before the same epoch's ``last.ckpt``, which names the old one until it is written:
+        the removal waits for the next good write, and when a write of that round (epoch,
+        step) fails, the new best is removed instead, so the files agree with ``last.ckpt``."""
+        if self._saved is None:
+            super().remove_checkpoint(path)
+        else:
+            self._replaced.append((*self._saved, Path(path)))
+
+    def teardown(self) -> None:
+        self._finish_replacements()
+        super().teardown()
+
+    def _finish_replacements(self, undo: Any = None) -> None:
+        """Remove the replaced files; of a replacement made in the round ``undo``, remove
+        the new file and keep the old one."""
+        for when, new, old in self._replaced:
+            super().remove_checkpoint(new if when == undo else old)
+        self._replaced.clear()
 
     def load_checkpoint(self, path: str | Path,
                         map_location: Callable | Any = lambda storage, loc: storage,
@@ -122,14 +156,41 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return read_checkpoint(path, map_location, weights_only)
 
 
-def write_failure(err: BaseException) -> bool:
-    """Whether ``err`` means the disk refused a write: an ``OSError``, or the error
-    ``torch.save``'s C++ writer raises for one."""
-    return isinstance(err, OSError) or (isinstance(err, RuntimeError)
-                                        and "write" in str(err).lower())
+class _KeepWriteError:
+    """The file ``torch.save`` writes through, keeping the ``OSError`` a write raised:
+    torch's zip writer replaces it with a ``RuntimeError`` of its own that has lost the
+    errno (``unexpected pos …``)."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
 
 
-def reason_of(err: BaseException) -> str:
-    return err.strerror if isinstance(err, OSError) and err.strerror else str(err).strip(
-        ).splitlines()[0]
+def save_to(checkpoint: dict[str, Any], file: IO[bytes]) -> None:
+    """``torch.save`` into an open file; a failed write raises its own ``OSError``."""
+    writer = _KeepWriteError(file)
+    try:
+        torch.save(checkpoint, writer)
+    except RuntimeError:
+        if writer.error is None:
+            raise
+        raise writer.error from None
 
+
+def storage_fix(code: int, folder: Path) -> str:
+    """What frees a write that failed with ``code`` (an errno) in ``folder``."""
+    if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return f"free space for {folder} (on its disk, or in your quota)"
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"make {folder} writable"
+    return f"check the disk that holds {folder}"

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.runs.claim import LOCK, claim_run_dir, release_run_dir
-from experiments.runs.multirun import lock_held
+from experiments.runs.claim import LOCK, claim_run_dir, held_by_another, release_run_dir
 from sgt.errors import SettingError
 from tests.conftest import ROOT
 
@@ -52,12 +51,12 @@ def test_a_killed_holder_releases_the_folder(tmp_path: Path) -> None:
     run = tmp_path / "run"
     holder = start_claim(run, "flock")
     assert holder.stdout.readline() == "claimed\n"
-    assert lock_held(run)
+    assert held_by_another(run)
     with pytest.raises(SettingError, match=f"{run} is in use by another run"):
         claim_run_dir(run)
     holder.send_signal(signal.SIGKILL)
     holder.wait(30)
-    assert not lock_held(run)
+    assert not held_by_another(run)
     assert claim_run_dir(run) is False  # the folder was there already
     release_run_dir(run)
 

@@ -64,6 +64,7 @@ def test_no_script_imports_another_script() -> None:
         assert not imported & {f"experiments.{s}" for s in SCRIPTS}, script
 
 
+@pytest.mark.slow  # ~45 s: one interpreter per script
 def test_each_script_imports_alone_in_a_fresh_interpreter() -> None:
     probe = ("import importlib, sys; importlib.import_module(sys.argv[1]); "
              "print(sorted(m for m in sys.modules if m.startswith('experiments.') "

@@ -142,6 +142,7 @@ def test_sigterm_to_a_sweep_then_continuing_retrains_only_the_unfinished_job(
     assert (folder / "1" / "metrics.json").is_file()
 
 
+@pytest.mark.slow  # ~35 s: three trainings
 def test_a_requeued_job_resumes_itself_to_the_uninterrupted_numbers(tmp_path: Path) -> None:
     """SIGTERM after the first epoch (Slurm's preemption); the same command, with
     ckpt_path=auto as a requeued job has it, finishes the run."""
@@ -158,6 +159,7 @@ def test_a_requeued_job_resumes_itself_to_the_uninterrupted_numbers(tmp_path: Pa
     assert results(run) == results(tmp_path / "reference")
 
 
+@pytest.mark.slow  # ~150 s on 2 CPU cores
 def test_sigterm_to_a_local_parallel_sweep_leaves_no_job_behind(tmp_path: Path) -> None:
     folder, log = tmp_path / "sweep", tmp_path / "sweep.log"
     flags = [tmp_path / f"paused{k}" for k in ("0", "0.5")]  # ${sgt.k} of each job
@@ -185,6 +187,7 @@ def test_sigterm_to_a_local_parallel_sweep_leaves_no_job_behind(tmp_path: Path) 
 # -- DDP runs in a sweep, one GPU per job, Slurm --------------------------------------------
 
 
+@pytest.mark.slow  # ~40 s: four processes (tests/test_ddp.py covers one DDP run)
 def test_a_ddp_sweep_is_two_runs_of_two_processes_each(tmp_path: Path) -> None:
     folder = tmp_path / "sweep"
     done = sweep("sgt.k=0,0.5", "trainer=ddp", "trainer.accelerator=cpu",
@@ -224,6 +227,7 @@ time.sleep(float(sys.argv[1]))
 """
 
 
+@pytest.mark.slow  # ~35 s: two jobs side by side
 def test_each_job_at_once_takes_its_own_gpu(tmp_path: Path) -> None:
     """Two GPUs (faked), three jobs at once: two distinct GPUs, the third refused; a GPU is
     free again once its job ends."""

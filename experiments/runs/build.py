@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from sgt.checkpoint_io import check_fits, read_checkpoint
 from sgt.data import InMemoryDataModule
+from sgt.errors import SettingError
 from sgt.features import get_modality
 from sgt.module import SaliencyGuidedModule
 
@@ -39,12 +40,15 @@ def build(cfg: DictConfig) -> tuple[InMemoryDataModule, SaliencyGuidedModule]:
     return datamodule, module
 
 
-def load_module(run_cfg: DictConfig, ckpt: Path, device: torch.device
+def load_module(run_cfg: DictConfig, ckpt: Path, device: torch.device,
+                checkpoint: dict[str, Any] | None = None
                 ) -> tuple[InMemoryDataModule, SaliencyGuidedModule]:
-    """The run's DataModule and its module with the checkpoint's weights, in eval mode."""
+    """The run's DataModule and its module with the checkpoint's weights (``checkpoint``,
+    when the caller has read ``ckpt`` already), in eval mode."""
     datamodule, module = build(run_cfg)
-    # Lightning checkpoints hold more than tensors (hyperparameters); this is the user's own.
-    checkpoint = read_checkpoint(ckpt, weights_only=False)
+    if checkpoint is None:
+        # Lightning checkpoints hold more than tensors (hyperparameters): the user's own file.
+        checkpoint = read_checkpoint(ckpt, weights_only=False)
     check_fits(checkpoint, module, ckpt)
     module.load_state_dict(checkpoint["state_dict"])
     return datamodule, module.to(device).eval()
@@ -58,8 +62,21 @@ def instantiate_list(cfg: DictConfig | None) -> list[Any]:
             if isinstance(c, DictConfig) and "_target_" in c]
 
 
-def pick_device(name: str) -> torch.device:
-    """``auto`` is the GPU when there is one."""
+def pick_device(name: str, key: str = "eval.device") -> torch.device:
+    """``auto`` is the GPU when there is one; a GPU this machine lacks is a setting error
+    (``key`` names the setting), found before any work."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise SettingError(f"{key}={name!r} is not a device; use auto, cpu, cuda or "
+                           "cuda:<index>") from None
+    if device.type not in ("cpu", "cuda"):
+        raise SettingError(f"{key}={name!r}: sgt evaluates on auto, cpu, cuda or cuda:<index>")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and (device.index or 0) >= count:
+        has = f"{count} CUDA GPU(s)" if count else "no CUDA GPU"
+        raise SettingError(f"{key}={name} but this machine has {has}; use {key}=auto (the GPU "
+                           "when there is one) or cpu")
+    return device

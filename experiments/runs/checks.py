@@ -34,7 +34,7 @@ from experiments.runs.resume import (
     RESUMING,
     check_start,
     finished_message,
-    results_in,
+    keeps_first_config,
     resume_subdir,
 )
 from sgt.checks import check_int
@@ -133,13 +133,16 @@ def check_launcher(config: DictConfig, jobs: list[Job]) -> None:
 
 
 def record_resolved_paths(config: DictConfig) -> None:
-    """Store the data and cache folders as absolute paths, so the saved config finds them
-    again whatever the environment (``SGT_DATA_DIR``) or working folder of a later job."""
+    """Store the data and cache folders, and a checkpoint of another run to start from, as
+    absolute paths, so the saved config finds them again whatever the environment
+    (``SGT_DATA_DIR``) or working folder of a later job."""
     with read_write(config), open_dict(config):
         for key in ("data_dir", "cache_dir"):
             value = OmegaConf.select(config, f"paths.{key}")
             if value is not None:
                 config.paths[key] = str(Path(value).expanduser().absolute())
+        if config.get("ckpt_path") not in (None, *RESUMING):
+            config.ckpt_path = str(Path(config.ckpt_path).expanduser().absolute())
 
 
 def start_run(config: DictConfig, run_dir: Path) -> dict[str, Any] | None:
@@ -180,7 +183,7 @@ class ValidateConfig(Callback):
         record_resolved_paths(config)
         # A resume keeps the first start's .hydra/ files as they are (a DDP child process
         # started by Lightning already has a subdir of its own).
-        if results_in(run_dir) and config.hydra.output_subdir == ".hydra":
+        if keeps_first_config(config, run_dir) and config.hydra.output_subdir == ".hydra":
             with read_write(config.hydra):
                 config.hydra.output_subdir = resume_subdir(run_dir)
 

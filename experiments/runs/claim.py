@@ -65,6 +65,31 @@ def claim_run_dir(run_dir: Path) -> bool:
     return created
 
 
+def held_by_another(folder: Path) -> bool:
+    """Whether another live process holds ``folder``'s run lock (tested by taking it for a
+    moment; a lock file that cannot be opened here tells nothing)."""
+    path = folder / LOCK
+    if folder.resolve() in _held or not path.is_file():
+        return False
+    try:
+        lock = try_lock(path)
+    except OSError:
+        return False
+    if lock is None:
+        return True
+    lock.release()
+    return False
+
+
+def check_not_training(run_dir: Path) -> None:
+    """Refuse to evaluate a run that a live process is still training: its checkpoints are
+    not its final ones (the training process itself evaluates its own best checkpoint)."""
+    if held_by_another(run_dir):
+        raise SettingError(f"{run_dir} is still training (a live process holds {LOCK} "
+                           "there), so its checkpoints are not final; evaluate it when that "
+                           "run has ended")
+
+
 def release_run_dir(run_dir: Path, remove: bool = False) -> None:
     """Give the lock back. A folder this process created and left holding nothing but the
     lock is removed, as is any folder with ``remove`` (a start that failed)."""

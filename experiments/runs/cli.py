@@ -4,9 +4,10 @@ no partial run folder left behind."""
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from functools import wraps
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -27,6 +28,30 @@ class RunInterrupted(SGTError):
     """A run stopped by a signal (SIGTERM from Slurm, ``timeout``, ``docker stop``)."""
 
     exit_code = 128 + 15  # the shell's code for a process ended by SIGTERM
+
+
+class Terminated(BaseException):
+    """A SIGTERM arrived. Not an ``Exception``: no ``except Exception`` on the way (a
+    checkpoint reader's, a method trial's) takes it for an error of its own."""
+
+
+@contextmanager
+def interrupted_by_sigterm(message: Callable[[], str]) -> Iterator[None]:
+    """Inside the block, a SIGTERM (Slurm, ``timeout``, ``docker stop``) stops the work,
+    cleanup on the way runs, and :class:`RunInterrupted` with ``message()`` (what happened,
+    what to run next) comes out: the CLI prints it and exits 143 instead of dying silently."""
+
+    def stop(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one line, however many signals
+        raise Terminated
+
+    earlier = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    except Terminated:
+        raise RunInterrupted(message()) from None
+    finally:
+        signal.signal(signal.SIGTERM, earlier)
 
 
 def fail(message: str, exit_code: int = USER_ERROR) -> NoReturn:

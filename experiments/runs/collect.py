@@ -10,7 +10,6 @@ records and nothing else.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +19,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.runs.files import EVAL_DIR, latest_result, read_metrics, run_label
+from experiments.runs.files import EVAL_DIR, read_metrics, run_label
+from experiments.runs.provenance import current_result, stale_note
 from sgt.errors import SettingError
 from sgt.evaluation import EvaluationResult, result_from_dict
 
@@ -41,6 +41,7 @@ class Record:
     overrides: list[str]
     metrics: dict[str, Any]
     _results: dict[str, EvaluationResult | None] = field(default_factory=dict, repr=False)
+    stale: dict[str, str] = field(default_factory=dict)  # evaluation name -> why left out
 
     @property
     def k(self) -> float:
@@ -66,11 +67,13 @@ class Record:
         return list(dict.fromkeys(names))
 
     def evaluation(self, name: str) -> EvaluationResult | None:
-        """The run's newest evaluation ``name``, or ``None``."""
+        """The run's newest evaluation ``name``, or ``None`` (also when it is of a checkpoint
+        that is no longer the run's: then :attr:`stale` says why)."""
         if name not in self._results:
-            path = latest_result(self.folder, name)
-            self._results[name] = (None if path is None else
-                                   result_from_dict(json.loads(path.read_text())))
+            newest = current_result(self.folder, name)
+            self._results[name] = None if newest.data is None else result_from_dict(newest.data)
+            if newest.stale is not None:
+                self.stale[name] = newest.stale
         return self._results[name]
 
     def row(self, name: str | None = None) -> dict[str, Any]:
@@ -142,6 +145,11 @@ def rows(records: Sequence[Record], name: str | None = None) -> list[dict[str, A
     return out
 
 
+def stale_notes(records: Sequence[Record]) -> list[str]:
+    """One line per evaluation a view left out because the run's checkpoint changed since."""
+    return [stale_note(r.folder, why) for r in records for why in r.stale.values()]
+
+
 def columns_of(rows: Sequence[dict[str, Any]]) -> list[str]:
     """Every key, first-seen order (jobs evaluated with different methods still line up)."""
     return list(dict.fromkeys(key for row in rows for key in row))
@@ -159,4 +167,4 @@ def result_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 
 __all__ = ["METRICS", "SETTINGS", "Record", "collect", "columns_of", "result_columns", "rows",
-           "run_folders", "swept"]
+           "run_folders", "stale_notes", "swept"]

@@ -7,12 +7,15 @@ checkpoint's weights are loaded into them; the evaluation is instantiated from
 ``<name>.yaml`` (the evaluation config), figures and ``<name>_examples.pt`` (example maps
 that ``experiments.report --view compare`` draws). A taken name gets a numbered suffix: nothing is
 overwritten. Both ``experiments.evaluate`` and ``experiments.train ... eval=<name>`` use it.
+
+Before any work: the run must not be training still, its ``eval/`` must be writable and every
+setting valid. The files are written all or none (:func:`sgt.atomic.all_or_nothing`), and the
+result records which checkpoint it saw (:mod:`experiments.runs.provenance`).
 """
 
 from __future__ import annotations
 
 import copy
-import csv
 import re
 import sys
 import warnings
@@ -27,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.loggers import Logger
 
 from experiments.runs.build import load_module, pick_device
+from experiments.runs.claim import check_not_training
 from experiments.runs.cli import call_library
 from experiments.runs.files import (
     EVAL_DIR,
@@ -34,8 +38,12 @@ from experiments.runs.files import (
     load_run_config,
     resolve_run,
     run_label,
+    write_csv,
     write_json_atomic,
 )
+from experiments.runs.provenance import checkpoint_record
+from sgt.atomic import all_or_nothing, atomic_write, check_writable, write_text
+from sgt.checkpoint_io import read_checkpoint
 from sgt.checks import check_int
 from sgt.data import InMemoryDataModule
 from sgt.errors import DatasetNotFoundError, SettingError
@@ -43,7 +51,14 @@ from sgt.evaluation import Evaluation, EvaluationResult
 from sgt.evaluation.base import check_methods
 from sgt.features import feature_saliency
 from sgt.module import SaliencyGuidedModule
-from sgt.saliency import Attribution, Explainer, ModalityForward, get_method, input_gradient
+from sgt.saliency import (
+    METHODS,
+    Attribution,
+    Explainer,
+    ModalityForward,
+    get_method,
+    input_gradient,
+)
 
 # Files one evaluation writes, by suffix of its name; the first is claimed exclusively.
 SUFFIXES = (".yaml", ".json", ".csv", "_examples.pt")
@@ -102,8 +117,15 @@ def check_eval(cfg_eval: DictConfig) -> None:
         check_int(cfg_eval.get("batch_size"), "eval.batch_size")
     check_int(cfg_eval.get("num_examples"), "eval.num_examples", low=0)
     check_methods(cfg_eval.get("methods") or [])
-    call_library("eval.methods", lambda: make_methods(cfg_eval))
+    for name in cfg_eval.methods:
+        call_library("eval.methods", lambda name=name: METHODS.get(name))
+    unknown = sorted(set(cfg_eval.get("method_args") or {}) - set(METHODS))
+    if unknown:
+        raise SettingError(f"eval.method_args names {unknown}, which are not attribution "
+                           f"methods; use the names of {METHODS.names()}")
+    call_library("eval.method_args", lambda: make_methods(cfg_eval))
     call_library("eval.metric", lambda: make_evaluation(cfg_eval))
+    pick_device(cfg_eval.get("device", "auto"))
 
 
 def usable_methods(module: SaliencyGuidedModule, methods: Mapping[str, Attribution],
@@ -176,16 +198,15 @@ def write_results(directory: Path, stem: str, cfg_eval: DictConfig, result: Eval
 
     files = {"config": directory / f"{stem}.yaml", "json": directory / f"{stem}.json",
              "csv": directory / f"{stem}.csv"}
-    OmegaConf.save(cfg_eval, files["config"], resolve=True)
-    columns, rows = result.table()
-    with files["csv"].open("w", newline="") as f:
-        csv.writer(f).writerows([columns, *rows])
+    write_text(files["config"], OmegaConf.to_yaml(cfg_eval, resolve=True))
+    write_csv(files["csv"], *result.table())
     files.update(result_figures({label: result}, directory / stem))
     if result.kind in RESULT_FILES:
         files.update(RESULT_FILES[result.kind](result, datamodule, directory, stem))
     if examples is not None:
         files["examples_pt"] = directory / f"{stem}_examples.pt"
-        torch.save({**examples, "label": label}, files["examples_pt"])
+        with atomic_write(files["examples_pt"]) as f:
+            torch.save({**examples, "label": label}, f)
         files["examples"] = plot_examples(examples["modality"], examples, examples["maps"],
                                           directory / f"{stem}_examples.png")
         files["gradients"] = plot_gradient_distributions({label: examples["gradients"]},
@@ -232,6 +253,9 @@ def evaluate_checkpoint(
     """
     check_eval(cfg_eval)
     ckpt, run_dir = resolve_run(ckpt_path)
+    check_not_training(run_dir)
+    directory = check_writable(run_dir / EVAL_DIR, "make the run folder writable (or copy "
+                               "the run to a writable place) and evaluate again")
     run_cfg = copy.deepcopy(run_cfg or load_run_config(run_dir))  # the caller's stays as is
     device = pick_device(cfg_eval.get("device", "auto"))
     with open_dict(run_cfg):
@@ -240,7 +264,10 @@ def evaluate_checkpoint(
             run_cfg.paths.data_dir = data_dir
     output = (OmegaConf.select(cfg_eval, "metric.output")
               or OmegaConf.select(run_cfg, "sgt.saliency_output", default="logit"))
-    built, module = load_module(run_cfg, ckpt, device)
+    checkpoint = read_checkpoint(ckpt, weights_only=False)  # the user's own file
+    seen = checkpoint_record(ckpt, checkpoint)
+    built, module = load_module(run_cfg, ckpt, device, checkpoint)
+    del checkpoint
     if datamodule is None:
         datamodule = built
     datamodule.eval_batch_size = run_cfg.dataset.eval_batch_size
@@ -260,14 +287,13 @@ def evaluate_checkpoint(
         batch = [t[: cfg_eval.num_examples].to(device) for t in next(iter(loader))]
         examples = saliency_examples(module, datamodule, batch, methods,
                                      cfg_eval.metric.get("seed", 0), output)
-    directory = run_dir / EVAL_DIR
-    stem = claim_stem(directory, cfg_eval.name, SUFFIXES)
-    info = {"checkpoint": str(ckpt), "run_dir": str(run_dir), "output": output,
-            "skipped_methods": skipped,
+    info = {**seen, "run_dir": str(run_dir), "output": output, "skipped_methods": skipped,
             "created": datetime.now().isoformat(timespec="seconds"),
             "settings": OmegaConf.to_container(cfg_eval, resolve=True)}
-    files = write_results(directory, stem, cfg_eval, result, examples, run_label(run_cfg), info,
-                          datamodule)
+    with all_or_nothing(f"free space in {directory} and evaluate again"):
+        stem = claim_stem(directory, cfg_eval.name, SUFFIXES)
+        files = write_results(directory, stem, cfg_eval, result, examples, run_label(run_cfg),
+                              info, datamodule)
     figures = {k: p for k, p in files.items() if p.suffix == ".png"}
     log_results(loggers, cfg_eval.name, result, figures)
     return {**{f"eval/{cfg_eval.name}/{k}": v for k, v in result.summary().items()},

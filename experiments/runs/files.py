@@ -3,15 +3,17 @@ named and written so that nothing earlier is ever overwritten or left half-writt
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from sgt.atomic import atomic_write
+from sgt.atomic import atomic_write, created, write_text
 from sgt.errors import SettingError, StorageError
 
 EVAL_DIR = "eval"  # <run dir>/eval/<name>.*: every evaluation of the run
@@ -29,6 +31,18 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
                            "it is intact: free space and run again") from None
 
 
+def write_csv(path: Path, header: Sequence[str],
+              rows: Iterable[Mapping[str, Any] | Sequence[Any]]) -> Path:
+    """A csv table, atomically; a row is a sequence, or a mapping read by ``header`` (a
+    missing key is an empty cell)."""
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(header)
+    writer.writerows([row.get(c, "") for c in header] if isinstance(row, Mapping) else row
+                     for row in rows)
+    return write_text(path, text.getvalue())
+
+
 def read_metrics(run_dir: Path) -> dict[str, Any]:
     """A run's ``metrics.json`` (empty when it has none)."""
     path = run_dir / METRICS
@@ -37,7 +51,8 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
 
 def claim_stem(directory: Path, name: str, suffixes: Sequence[str]) -> str:
     """The first of ``name``, ``name_2``, … with none of ``name + suffix`` existing, claimed
-    by creating its first file exclusively (two jobs at once never share a name)."""
+    by creating its first file exclusively (two jobs at once never share a name); a failed
+    :func:`sgt.atomic.all_or_nothing` block gives the name back."""
     directory.mkdir(parents=True, exist_ok=True)
     n = 1
     while True:
@@ -45,6 +60,7 @@ def claim_stem(directory: Path, name: str, suffixes: Sequence[str]) -> str:
         if not any((directory / f"{stem}{s}").exists() for s in suffixes):
             try:
                 (directory / f"{stem}{suffixes[0]}").open("x").close()
+                created(directory / f"{stem}{suffixes[0]}")
                 return stem
             except FileExistsError:
                 pass

@@ -29,7 +29,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from experiments.runs.claim import LOCK, try_lock
+from experiments.runs.claim import LOCK, held_by_another
 from experiments.runs.resume import check_start, results_in, resume_subdir
 from sgt.errors import SettingError
 
@@ -85,18 +85,6 @@ def sweep_jobs(config: DictConfig) -> list[Job]:
     return jobs
 
 
-def lock_held(folder: Path) -> bool:
-    """Whether a live process holds ``folder``'s run lock (tested by taking it for a moment)."""
-    path = folder / LOCK
-    if not path.is_file():
-        return False
-    lock = try_lock(path)
-    if lock is None:
-        return True
-    lock.release()
-    return False
-
-
 def continuing(config: DictConfig) -> bool:
     """Whether this start continues a sweep (``ckpt_path=auto`` or ``last``)."""
     return config.get("ckpt_path") in ("auto", "last")
@@ -129,7 +117,7 @@ def check_sweep(config: DictConfig) -> list[Job]:
                 f"{other.label} and {job.label} would share the folder {job.folder}; give each "
                 "its own (hydra.sweep.subdir: the default ${hydra.job.num} does)")
     for job in jobs:
-        if lock_held(job.folder):
+        if held_by_another(job.folder):
             raise SettingError(f"{job.folder} ({job.label}) is in use by another run (a live "
                                f"process holds {LOCK} there); wait for it to end, or choose "
                                "another hydra.sweep.dir")

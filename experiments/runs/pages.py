@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from experiments.runs.collect import METRICS, SETTINGS, columns_of, result_columns, swept
-from experiments.runs.files import EVAL_DIR, latest_result, load_run_config, read_metrics, run_label
+from experiments.runs.files import EVAL_DIR, load_run_config, read_metrics, run_label
 from experiments.runs.history import read_history
 from experiments.runs.html import (
     Cell,
@@ -41,6 +41,7 @@ from experiments.runs.html import (
     stats,
     table,
 )
+from experiments.runs.provenance import current_result, stale_reason
 from sgt.errors import SettingError
 from sgt.evaluation import EvaluationResult, measure, result_from_dict
 from sgt.plots.common import number
@@ -192,8 +193,14 @@ def _evaluation_block(path: Path, label: str, tmp: Path) -> str:
     data, result = read_result(path)
     settings = data.get("settings") or {}
     facts = [f"kind {result.kind}", f"{data.get('num_samples', '?')} test samples",
-             f"saliency of the {data.get('output', '?')}", f"created {data.get('created', '?')}"]
-    parts = [heading(path.stem), paragraph(" · ".join(facts)),
+             f"saliency of the {data.get('output', '?')}", f"created {data.get('created', '?')}",
+             f"checkpoint {Path(data.get('checkpoint', '?')).name} (epoch "
+             f"{data.get('checkpoint_epoch', '?')})"]
+    stale = stale_reason(path.parent.parent, data)
+    parts = [heading(path.stem + (" (stale)" if stale else "")),
+             *([paragraph(f"Stale: {stale}. These numbers are not the run's now: evaluate "
+                          "it again.")] if stale else []),
+             paragraph(" · ".join(facts)),
              _by_measure(result.summary()), _result_table(result)]
     parts += [figure(png, f"{path.stem}: {name.replace('_', ' ')}")
               for name, png in result_figures({label: result}, tmp / path.stem).items()]
@@ -325,14 +332,14 @@ def _pair_figures(sweep_dir: Path, pair: Mapping[str, Mapping[str, Any]], name: 
     if histories:
         parts.append(figure(plot_training_curves(histories, tmp / "pair_training.png"),
                             "Training curves: training (dashed) and validation (solid)"))
-    found = {label: path for label, job in jobs.items()
-             if (path := latest_result(job, name)) is not None}
-    results = {label: read_result(path)[1] for label, path in found.items()}
+    found = {label: newest for label, job in jobs.items()
+             if (newest := current_result(job, name)).path is not None}
+    results = {label: result_from_dict(newest.data) for label, newest in found.items()}
     if results:
         parts += [figure(png, f"{name}: {fig.replace('_', ' ')}")
                   for fig, png in result_figures(results, tmp / f"pair_{name}").items()]
-    examples = {label: ex for label, path in found.items()
-                if (ex := load_examples(path)) is not None}
+    examples = {label: ex for label, newest in found.items()
+                if (ex := load_examples(newest.path)) is not None}
     if len(examples) == 2:
         first, second = examples.values()
         method = next((m for m in first["maps"] if m in second["maps"]), None)
@@ -392,12 +399,14 @@ def _pair_section(sweep_dir: Path, name: str, title: str, roles: tuple[str, str]
 
 def sweep_page(sweep_dir: Path, rows: Sequence[Mapping[str, Any]], name: str,
                sort_by: str | None, figures: Mapping[str, Path],
-               tradeoff_png: Path | None = None, method: str = "grad") -> str:
+               tradeoff_png: Path | None = None, method: str = "grad",
+               notes: Sequence[str] = ()) -> str:
     """The report page of a sweep: ``rows`` from :func:`experiments.runs.collect.rows` (with
     a ``front`` column when the evaluation has a faithfulness relative to random),
     ``figures`` the metric-vs-setting PNGs already drawn (``{"vs_k": path}``) and the
     trade-off figure. Without ``sort_by`` the runs compared are the ends of ``method``'s
-    Pareto front: accuracy alone does not make a run best."""
+    Pareto front: accuracy alone does not make a run best. ``notes`` (evaluations left out
+    as stale) are shown above the table."""
     if sort_by is not None:
         check_sort_column(rows, sort_by)
         pair = best_and_worst(rows, sort_by)
@@ -419,7 +428,8 @@ def sweep_page(sweep_dir: Path, rows: Sequence[Mapping[str, Any]], name: str,
                                  ("most faithful", "most accurate"), pair, "test/acc",
                                  f"Fewer than two runs on {method}'s Pareto front: nothing "
                                  "to compare.")
-    sections = [jobs]
+    sections = [Section("notes", "Left out", join(paragraph(n) for n in notes))] if notes else []
+    sections.append(jobs)
     if tradeoff_png is not None:
         sections.append(Section("tradeoff", "Accuracy against faithfulness", figure(
             tradeoff_png, "Test accuracy against each method's faithfulness relative to "

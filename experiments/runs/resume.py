@@ -1,8 +1,14 @@
 """Resuming a run: from its own checkpoint, with its own settings (unless asked otherwise,
-and then recorded), never losing what it already wrote, and never re-doing a finished run."""
+and then recorded), never losing what it already wrote, and never re-doing a finished run.
+
+A run started from another run's checkpoint (``ckpt_path=<run>/checkpoints/<name>.ckpt`` into
+a new run dir) follows the same rules against that run's saved settings, and records where
+its weights came from (``started_from`` in ``metrics.json``).
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,17 +32,48 @@ COMPARED_CALLBACKS = ("callbacks.model_checkpoint", "callbacks.last_checkpoint",
 RESUMING = ("last", "auto")  # ckpt_path values that resume this run dir's own run
 
 
+def saved_config(run_dir: Path) -> Path:
+    """Where a run's first start saved its settings (Hydra's ``.hydra/config.yaml``)."""
+    return run_dir / ".hydra" / "config.yaml"
+
+
+def source_run(ckpt: str | Path) -> Path:
+    """The run dir that wrote ``ckpt``: experiments.train saves into ``<run>/checkpoints/``."""
+    return Path(ckpt).resolve().parent.parent
+
+
+def from_this_run(ckpt: str | Path, run_dir: Path) -> bool:
+    """Whether ``ckpt`` is one of ``run_dir``'s own checkpoints (a resume, not a start)."""
+    return source_run(ckpt) == run_dir.resolve()
+
+
+def origin_checkpoint(run_dir: Path) -> str | None:
+    """The other run's checkpoint that ``run_dir``'s run was started from, if it was."""
+    saved = saved_config(run_dir)
+    ckpt = OmegaConf.load(saved).get("ckpt_path") if saved.is_file() else None
+    if ckpt in (None, *RESUMING) or from_this_run(ckpt, run_dir):
+        return None
+    if not Path(ckpt).is_file():
+        raise SettingError(f"{run_dir} was started from {ckpt}, which no longer exists, and "
+                           "has no checkpoints/last.ckpt of its own yet; put that checkpoint "
+                           "back, or start a new run in another hydra.run.dir")
+    return str(ckpt)
+
+
 def resolve_ckpt(cfg: DictConfig, run_dir: Path) -> str | None:
     """``last`` means this run dir's ``checkpoints/last.ckpt``; ``auto`` means it if there
-    is one, else a fresh start (what a requeued or continued job needs)."""
+    is one, else where the run started (what a requeued or continued job needs): the other
+    run's checkpoint it was started from, or nothing (a fresh start). ``last`` falls back to
+    that checkpoint too."""
     ckpt = cfg.get("ckpt_path")
     if ckpt not in RESUMING:
         return ckpt
     last = run_dir / "checkpoints" / "last.ckpt"
     if last.is_file():
         return str(last)
-    if ckpt == "auto":
-        return None
+    origin = origin_checkpoint(run_dir)
+    if origin is not None or ckpt == "auto":
+        return origin
     raise SettingError(f"ckpt_path=last but {last} does not exist; pass "
                        "hydra.run.dir=<the run dir to resume>, or ckpt_path=auto to start "
                        "afresh when there is nothing to resume")
@@ -78,21 +115,52 @@ def resume_command(run_dir: Path, *changes: str) -> str:
                      f"hydra.run.dir={run_dir}"])
 
 
-def check_resume(cfg: DictConfig, run_dir: Path) -> dict[str, tuple[Any, Any]]:
-    """Refuse to resume with settings other than the run's own, unless
-    ``allow_changed_settings=true``; returns the changes (recorded by the caller)."""
-    saved_file = run_dir / ".hydra" / "config.yaml"
-    if not saved_file.is_file():
+def check_resume(cfg: DictConfig, run_dir: Path, ckpt: str) -> dict[str, tuple[Any, Any]]:
+    """Refuse to go on from ``ckpt`` with settings other than those of the run that wrote it
+    (this run dir's own, or another run's), unless ``allow_changed_settings=true``; returns
+    the changes (recorded by the caller). A checkpoint with no run config beside it cannot
+    be checked (:func:`started_from` says so)."""
+    source = source_run(ckpt)
+    if not saved_config(source).is_file():
         return {}
-    changes = changed_settings(OmegaConf.load(saved_file), cfg)
+    changes = changed_settings(OmegaConf.load(saved_config(source)), cfg)
     if changes and not cfg.get("allow_changed_settings"):
         shown = list(changes.items())[:6]
         listed = ", ".join(f"{k} ({old!r} → {new!r})" for k, (old, new) in shown)
         more = f" and {len(changes) - 6} more" if len(changes) > 6 else ""
-        raise SettingError(f"resuming {run_dir} with settings that differ from its own: "
-                           f"{listed}{more}; resume with its own ({resume_command(run_dir)}), "
-                           "or add allow_changed_settings=true to accept and record them")
+        if source == run_dir.resolve():
+            what = f"resuming {run_dir} with settings that differ from its own"
+            fix = f"resume with its own ({resume_command(run_dir)})"
+        else:
+            what = (f"starting from {ckpt}, a checkpoint of the run {source}, with settings "
+                    "that differ from that run's")
+            fix = f"use that run's settings ({source / '.hydra' / 'overrides.yaml'})"
+        raise SettingError(f"{what}: {listed}{more}; {fix}, or add "
+                           "allow_changed_settings=true to accept and record them")
     return changes
+
+
+def recorded(changes: Mapping[str, tuple[Any, Any]]) -> dict[str, dict[str, Any]]:
+    """Changed settings as metrics.json records them."""
+    return {k: {"run": old, "now": new} for k, (old, new) in changes.items()}
+
+
+def started_from(ckpt: str, run_dir: Path, position: Mapping[str, Any],
+                 changes: Mapping[str, tuple[Any, Any]]) -> dict[str, Any] | None:
+    """What metrics.json records of a start from another run's checkpoint: the file, its
+    run, where its training stood (``position``) and the settings changed from that run's;
+    ``None`` for a resume of ``run_dir``'s own. A checkpoint with no run config beside it is
+    accepted unchecked, with a warning."""
+    if from_this_run(ckpt, run_dir):
+        return None
+    source = source_run(ckpt)
+    checked = saved_config(source).is_file()
+    if not checked:
+        warnings.warn(f"{ckpt} has no run config beside it ({saved_config(source)}), so its "
+                      "settings were not compared with this run's; metrics.json records it "
+                      "in started_from with settings_checked: false", stacklevel=2)
+    return {"checkpoint": str(Path(ckpt).resolve()), "run_dir": str(source) if checked else None,
+            **position, "settings_checked": checked, "changed_settings": recorded(changes)}
 
 
 def finished(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
@@ -143,14 +211,25 @@ def resume_subdir(run_dir: Path) -> str:
     return f".hydra/resume_{n}"
 
 
+def keeps_first_config(config: DictConfig, run_dir: Path) -> bool:
+    """Whether this start saves its ``.hydra/`` files in a :func:`resume_subdir`: it goes
+    on with results in ``run_dir``, or resumes a run whose first start saved its settings
+    (which say where its weights started, should it have no checkpoint of its own yet)."""
+    return bool(results_in(run_dir)) or (config.get("ckpt_path") in RESUMING
+                                         and saved_config(run_dir).is_file())
+
+
 def check_start(config: DictConfig, run_dir: Path) -> dict[str, Any] | None:
-    """Refuse what would overwrite or mix results: a new run into a folder with results, a
-    resume with other settings. Returns the metrics of a finished run that this start would
-    not train further (``None`` otherwise)."""
-    resuming = config.get("ckpt_path") is not None
-    refuse_overwrite(run_dir, resuming)
-    if not resuming:
+    """Refuse what would overwrite or mix results: a new run (or one started from another
+    run's checkpoint) into a folder with results, a resume or start from a checkpoint with
+    other settings than its run's. Returns the metrics of a finished run that this start
+    would not train further (``None`` otherwise)."""
+    ckpt = config.get("ckpt_path")
+    refuse_overwrite(run_dir, ckpt in RESUMING or (ckpt is not None
+                                                   and from_this_run(ckpt, run_dir)))
+    if ckpt is None:
         return None
-    if resolve_ckpt(config, run_dir) is not None:
-        check_resume(config, run_dir)
+    resolved = resolve_ckpt(config, run_dir)
+    if resolved is not None:
+        check_resume(config, run_dir, resolved)
     return finished(config, run_dir)

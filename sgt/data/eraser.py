@@ -57,7 +57,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sgt.checks import check_choice, check_flag, check_int
+from sgt.checks import check_choice, check_flag, check_int, utf8_lines
 from sgt.data.cache import cached, fingerprint
 from sgt.data.in_memory import InMemoryDataModule, Split
 from sgt.errors import DatasetCorruptError, DatasetNotFoundError
@@ -109,22 +109,28 @@ class Annotation:
     where: str
 
 
+def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of one of the task's files; a byte that is not UTF-8 names
+    the file and its offset."""
+    return utf8_lines(path, DatasetCorruptError,
+                      f"restore the file from ERASER's release ({DOWNLOAD}) or save it as UTF-8")
+
+
 def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line number, object)`` per non-blank line; bad JSON names the file and line."""
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DatasetCorruptError(
-                    f"{path}, line {number}: not valid JSON ({err.msg} at column {err.colno}); "
-                    "fix or restore that line") from None
-            if not isinstance(record, dict):
-                raise DatasetCorruptError(f"{path}, line {number}: expected a JSON object, "
-                                          f"found {type(record).__name__}; restore that line")
-            yield number, record
+    for number, line in _text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DatasetCorruptError(
+                f"{path}, line {number}: not valid JSON ({err.msg} at column {err.colno}); "
+                "fix or restore that line") from None
+        if not isinstance(record, dict):
+            raise DatasetCorruptError(f"{path}, line {number}: expected a JSON object, "
+                                      f"found {type(record).__name__}; restore that line")
+        yield number, record
 
 
 def _evidences(raw: object, where: str) -> tuple[Evidence, ...]:
@@ -186,8 +192,8 @@ def read_annotations(path: Path, task: EraserTask) -> list[Annotation]:
 
 def _tokens_of_file(path: Path) -> list[str]:
     """ERASER's ``load_documents``: stripped non-empty lines, split on single spaces."""
-    with path.open(encoding="utf-8") as f:  # universal newlines, as ERASER's readlines()
-        lines = [line.strip() for line in f]
+    # universal newlines, as ERASER's readlines(): a lone \r ends a line too
+    lines = [part.strip() for _, line in _text_lines(path) for part in line.split("\r")]
     return [t for line in lines if line for t in line.split(" ") if t]
 
 

@@ -2,7 +2,8 @@
 
 The layout is torchvision's ``ImageFolder``, with the official validation split kept
 instead of carving one from train. Hidden entries (``.DS_Store``, ``.ipynb_checkpoints``)
-are skipped; any other file in a class folder must be an image, and links are followed.
+are skipped; any other file in a class folder must be an image, and links are followed
+(into sub-folders too; a broken link or a link back to a folder it lies in is refused).
 Every image is decoded once into a uint8 cache file and held in memory like the smaller
 datasets: BIRD's ~35 000 224×224 images are ~5 GB of uint8, which fits in host and GPU
 memory, and then batches cost one index instead of JPEG decoding every epoch. As the
@@ -12,6 +13,7 @@ augmentation.
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -28,28 +30,53 @@ def _visible(name: str) -> bool:
     return not name.startswith(".")
 
 
+def _refuse_broken_link(path: Path) -> None:
+    if path.is_symlink() and not path.exists():
+        raise DatasetCorruptError(f"{path} is a broken link (to {os.readlink(path)}); fix or "
+                                  "remove it")
+
+
+def _unreadable(err: OSError) -> None:
+    """os.walk would skip a folder it cannot list, and its images with it."""
+    raise DatasetCorruptError(f"cannot list {err.filename} ({err.strerror}); make it readable")
+
+
 def class_folders(split: Path) -> list[str]:
-    """The class sub-folders of a split folder (links followed, hidden ones skipped)."""
-    return sorted(p.name for p in split.iterdir() if _visible(p.name) and p.is_dir())
+    """The class sub-folders of a split folder (links followed, hidden ones skipped); a
+    broken link is refused by name, as it may have been a class."""
+    entries = [p for p in split.iterdir() if _visible(p.name)]
+    for path in entries:
+        _refuse_broken_link(path)
+    return sorted(p.name for p in entries if p.is_dir())
 
 
 def image_files(folder: Path) -> list[Path]:
-    """Every image file under a class folder, sorted; hidden entries are skipped, a broken
-    link or a file that is not an image is refused by name."""
+    """Every image file under a class folder and its sub-folders, sorted; links are
+    followed (a link back to a folder it lies in is refused by name: it would never end),
+    hidden entries skipped, a broken link or a file that is not an image refused by name."""
     files = []
-    for path in sorted(folder.rglob("*")):
-        if not all(_visible(part) for part in path.relative_to(folder).parts):
-            continue
-        if path.is_symlink() and not path.exists():
-            raise DatasetCorruptError(f"{path} is a broken link; fix or remove it")
-        if path.is_dir():
-            continue
-        if path.suffix.lower() not in IMG_EXTENSIONS:
-            raise DatasetCorruptError(
-                f"{path} is not an image ({', '.join(IMG_EXTENSIONS)}); move it out of the "
-                "class folder (hidden files, starting with '.', are skipped)")
-        files.append(path)
-    return files
+    # per folder reached, the real folders the walk went through to reach it (itself last)
+    ancestors = {str(folder): (os.path.realpath(folder),)}
+    for top, dirs, names in os.walk(folder, onerror=_unreadable, followlinks=True):
+        dirs[:] = filter(_visible, dirs)  # in place: os.walk descends into these only
+        for d in dirs:
+            path = os.path.join(top, d)
+            real = os.path.realpath(path)
+            here = ancestors[top]
+            if real in here or os.path.commonpath([real, here[-1]]) == real:  # or a parent
+                raise DatasetCorruptError(
+                    f"{path} links to {real}, a folder that contains it, so the class folder "
+                    "would never end; remove that link")
+            ancestors[path] = (*here, real)
+        for name in filter(_visible, names):
+            path = Path(top, name)
+            _refuse_broken_link(path)
+            if path.suffix.lower() not in IMG_EXTENSIONS:
+                raise DatasetCorruptError(
+                    f"{path} is not an image ({', '.join(IMG_EXTENSIONS)}); move it out of the "
+                    "class folder (hidden files, starting with '.', are skipped)")
+            files.append(path)
+    return sorted(files)
 
 
 class ImageFolderDataModule(ImageDataModule):

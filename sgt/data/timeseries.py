@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sgt.checks import check_finite
 from sgt.data.in_memory import InMemoryDataModule, Split
 from sgt.data.timeseries_synth import SyntheticDataset, SyntheticSpec, cached_dataset
 
@@ -68,6 +69,10 @@ class TimeSeriesDataModule(InMemoryDataModule):
             split = self.dataset.train
             return split.x, split.y
         split = self.dataset.test
+        # masked accuracy reads it; InMemoryDataModule checks only the inputs
+        check_finite(self.dataset.background, f"{self.name}'s background sample",
+                     f"delete its cache (timeseries-{self.name}-*.pt in dataset.cache_dir="
+                     f"{self.cache_dir}) to generate it again")
         # (T, F) -> (N, T, F): the same background sample beside every test row
         background = self.dataset.background.expand_as(split.x).contiguous()
         return split.x, split.y, split.truth(), background

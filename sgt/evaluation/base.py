@@ -30,6 +30,7 @@ from typing import Any, ClassVar, TypeVar
 from rich.progress import Progress
 from torch import Tensor, nn
 
+from sgt.checks import check_finite_batches
 from sgt.errors import SettingError
 from sgt.features import MODALITIES, Modality, check_feature_score
 from sgt.registry import Registry
@@ -207,6 +208,7 @@ class Evaluation(ABC):
     name: ClassVar[str]  # the result's kind
     title: ClassVar[str]  # what progress bars and reports call it
     modalities: ClassVar[tuple[str, ...]]  # the modalities it applies to, the default first
+    batch_fields: ClassVar[tuple[str, ...]] = ("inputs",)  # what it reads of each batch
 
     def __init__(self, *, seed: int = 0, output: Output = "logit",
                  feature_score: str = "abs_mean", limit_batches: int | None = None,
@@ -228,6 +230,7 @@ class Evaluation(ABC):
         if modality.name not in self.modalities:
             raise SettingError(f"{self.title} applies to {', '.join(self.modalities)} data, "
                                f"not {modality.name}; choose another evaluation (eval=...)")
+        check_finite_batches(islice(loader, self.limit_batches), self.batch_fields, self.title)
         model = self.explained(model)
         device = next(model.parameters()).device
         explainer = Explainer(ModalityForward(model, modality, self.output),

@@ -63,6 +63,7 @@ import torch
 from rich.progress import Progress
 from torch import Tensor
 
+from sgt.atomic import write_text
 from sgt.checks import check_choice, check_flag
 from sgt.errors import SettingError
 from sgt.evaluation.base import Evaluation, Measure, Result, eval_mode, num_batches
@@ -570,12 +571,8 @@ def eraser_instances(result: EraserResult, split: EraserSplit, method: str
 def write_eraser_results(result: EraserResult, split: EraserSplit, method: str,
                          path: str | Path) -> Path:
     """Write :func:`eraser_instances` as ``jsonl`` (ERASER's ``--results`` file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for record in eraser_instances(result, split, method):
-            f.write(json.dumps(record, sort_keys=True) + "\n")
-    return path
+    return write_text(path, "".join(json.dumps(record, sort_keys=True) + "\n"
+                                    for record in eraser_instances(result, split, method)))
 
 
 __all__ = [

@@ -296,6 +296,7 @@ class TimeSeriesMetrics(Evaluation):
     name = "timeseries"
     title = "time-series metrics"
     modalities = ("timeseries",)
+    batch_fields = ("inputs", "labels", "truth", "background")
 
     def __init__(
         self,

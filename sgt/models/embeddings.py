@@ -16,12 +16,16 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from sgt.checks import check_flag, check_int
+from sgt.checks import check_flag, check_int, utf8_lines
 from sgt.errors import ModelError, SettingError
 
 
 def read_vectors(path: str | Path, vocabulary: Sequence[str], dim: int) -> tuple[Tensor, Tensor]:
     """The vectors of ``vocabulary``'s words in a GloVe-format file.
+
+    Every line read must be UTF-8 and every vector kept ``dim`` finite float32 numbers:
+    a NaN, an infinity or a number beyond float32's range would make the whole embedding
+    (and every logit) NaN, so it is refused naming the file and the line.
 
     Returns:
         ``(vectors (V, dim) float32, found (V,) bool)``; rows of words not in the file are 0.
@@ -34,26 +38,57 @@ def read_vectors(path: str | Path, vocabulary: Sequence[str], dim: int) -> tuple
     index = {word: i for i, word in enumerate(vocabulary)}
     vectors = torch.zeros(len(vocabulary), dim)
     found = torch.zeros(len(vocabulary), dtype=torch.bool)
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            line = line.rstrip("\n").rstrip(" ")
-            if number == 1 and len(line.split(" ")) - 1 != dim:
-                raise ModelError(f"{path} holds {len(line.split(' ')) - 1}-dimensional vectors "
-                                 f"(line 1) but model.embedding_dim is {dim}; set "
-                                 "model.embedding_dim to the file's dimension")
-            # the last ``dim`` fields are the vector: a few GloVe words contain spaces
-            word, *values = line.rsplit(" ", dim)
-            if word not in index:
-                continue
-            try:
-                if len(values) != dim:
-                    raise ValueError(f"{len(values)} numbers")
-                vectors[index[word]] = torch.tensor([float(v) for v in values])
-            except ValueError as err:
-                raise ModelError(f"{path}, line {number}: expected the word {word!r} and {dim} "
-                                 f"numbers ({err}); fix or remove that line") from None
+    fix = (f"point model.embeddings_path at a GloVe-format text file (a word and its {dim} "
+           "numbers per line)")
+    for number, line in utf8_lines(path, ModelError, fix):
+        line = line.rstrip("\r\n").rstrip(" ")
+        if number == 1 and len(line.split(" ")) - 1 != dim:
+            raise ModelError(f"{path} holds {len(line.split(' ')) - 1}-dimensional vectors "
+                             f"(line 1) but model.embedding_dim is {dim}; set "
+                             "model.embedding_dim to the file's dimension")
+        # the last ``dim`` fields are the vector: a few GloVe words contain spaces
+        word, *values = line.rsplit(" ", dim)
+        if word in index:
+            vectors[index[word]] = _vector(values, dim, f"{path}, line {number}", word)
             found[index[word]] = True
+        elif " " in word and word.split(" ", 1)[0] in index:
+            _refuse_extra_numbers(word, dim, f"{path}, line {number}")
     return vectors, found
+
+
+def _vector(values: list[str], dim: int, where: str, word: str) -> Tensor:
+    """``dim`` finite float32 numbers, else a :class:`ModelError` naming ``where``."""
+    try:
+        if len(values) != dim:
+            raise ValueError(f"{len(values)} numbers")
+        vector = torch.tensor([float(v) for v in values])
+    except ValueError as err:
+        raise ModelError(f"{where}: expected the word {word!r} and {dim} numbers ({err}); "
+                         "fix or remove that line") from None
+    finite = vector.isfinite()
+    if not bool(finite.all()):
+        value = values[int((~finite).nonzero()[0])]
+        raise ModelError(f"{where}: the vector of {word!r} holds {value}, which is not a "
+                         "finite float32 number (NaN, infinite or beyond ±3.4e38); fix or "
+                         "remove that line")
+    return vector
+
+
+def _refuse_extra_numbers(word: str, dim: int, where: str) -> None:
+    """A vocabulary word followed by more than ``dim`` numbers is a line with too many
+    columns, not a GloVe word that contains spaces: refuse it rather than skip the word."""
+    head, *extra = word.split(" ")
+    if all(map(_is_number, extra)):
+        raise ModelError(f"{where}: the word {head!r} has {dim + len(extra)} numbers, "
+                         f"expected {dim}; fix or remove that line")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def token_embedding(vocab_size: int, dim: int, pad_id: int = 0,

@@ -13,6 +13,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from sgt.atomic import atomic_write
 from sgt.registry import Registry
 
 # kind -> (results by run label, path stem) -> {figure name: PNG path}
@@ -21,9 +22,10 @@ FIGURES: Registry[ResultFigures] = Registry("result figure")
 
 
 def save(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` to ``path`` (its suffix is the format), atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    with atomic_write(path) as f:
+        fig.savefig(f, format=path.suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
     return path
 
 

@@ -22,7 +22,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from sgt.checks import check_choice
+from sgt.checks import check_choice, check_int, check_number
 from sgt.features import Modality
 from sgt.registry import Registry
 from sgt.saliency.gradient import Output, check_output, explained_output, input_gradient
@@ -137,7 +137,8 @@ class SmoothGrad:
 
     def __init__(self, nt_samples: int = 5, stdevs: float = 1.0,
                  nt_type: str = "smoothgrad_sq") -> None:
-        self.nt_samples, self.stdevs = nt_samples, stdevs
+        self.nt_samples = check_int(nt_samples, "smoothgrad nt_samples")
+        self.stdevs = check_number(stdevs, "smoothgrad stdevs")
         self.nt_type = check_choice(nt_type, "smoothgrad nt_type", self.NT_TYPES)
 
     def __call__(self, forward, z, target, valid, generator):
@@ -159,7 +160,9 @@ class IntegratedGradients:
     """
 
     def __init__(self, n_steps: int = 50, internal_batch_size: int | None = 10_000) -> None:
-        self.n_steps, self.internal_batch_size = n_steps, internal_batch_size
+        self.n_steps = check_int(n_steps, "integrated_gradients n_steps")
+        self.internal_batch_size = (None if internal_batch_size is None else check_int(
+            internal_batch_size, "integrated_gradients internal_batch_size"))
 
     def __call__(self, forward, z, target, valid, generator):
         baseline = _uniform(tuple(z.shape), z, generator)
@@ -186,7 +189,7 @@ class DeepLiftShap:
     (Lundberg & Lee 2017, https://arxiv.org/abs/1705.07874)."""
 
     def __init__(self, n_baselines: int = 5) -> None:
-        self.n_baselines = n_baselines
+        self.n_baselines = check_int(n_baselines, "deeplift_shap n_baselines")
 
     def __call__(self, forward, z, target, valid, generator):
         baselines = _uniform((self.n_baselines, *z.shape[1:]), z, generator)
@@ -206,7 +209,9 @@ class GradientShap:
     """
 
     def __init__(self, n_samples: int = 5, n_baselines: int = 5, stdevs: float = 0.09) -> None:
-        self.n_samples, self.n_baselines, self.stdevs = n_samples, n_baselines, stdevs
+        self.n_samples = check_int(n_samples, "gradient_shap n_samples")
+        self.n_baselines = check_int(n_baselines, "gradient_shap n_baselines")
+        self.stdevs = check_number(stdevs, "gradient_shap stdevs")
 
     def __call__(self, forward, z, target, valid, generator):
         n, batch, dev = self.n_samples, z.shape[0], z.device

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -14,8 +13,9 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from experiments.runs.collect import Record
-from experiments.runs.files import claim_stem
+from experiments.runs.files import claim_stem, write_csv
 from experiments.runs.html import Section, join, page, paragraph, table
+from sgt.atomic import write_text
 from sgt.evaluation import measure
 from sgt.registry import Registry
 
@@ -84,20 +84,16 @@ def write_table(view: TableView, options: Options) -> dict[str, Path]:
     suffixes = [".md", ".csv", ".json", *([".html"] if options.html else [])]
     stem = claim_stem(options.out, view.stem, suffixes)
     files = {suffix[1:]: options.out / f"{stem}{suffix}" for suffix in suffixes}
-    files["md"].write_text(view.markdown(), encoding="utf-8")
-    fields = list(dict.fromkeys(key for row in view.rows for key in row))
-    with files["csv"].open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(view.rows)
-    files["json"].write_text(json.dumps({"title": view.title, "rows": view.rows,
-                                         "notes": view.notes}, indent=2), encoding="utf-8")
+    write_text(files["md"], view.markdown())
+    write_csv(files["csv"], list(dict.fromkeys(key for row in view.rows for key in row)),
+              view.rows)
+    write_text(files["json"], json.dumps({"title": view.title, "rows": view.rows,
+                                          "notes": view.notes}, indent=2))
     if options.html:
         body = join([table(view.header, view.cells),
                           *(paragraph(note) for note in view.notes)])
-        files["html"].write_text(page(view.title, str(options.out),
-                                      [Section("table", view.title, body)], "sgt report"),
-                                 encoding="utf-8")
+        write_text(files["html"], page(view.title, str(options.out),
+                                       [Section("table", view.title, body)], "sgt report"))
     width = None if sys.stdout.isatty() else 160
     Console(width=width).print(view.console())
     return files

@@ -9,8 +9,6 @@ distributions. ``mnist`` is the same for a regular and an SGT run's accuracy dro
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,8 +18,10 @@ from rich.console import Console
 from rich.table import Table
 
 from experiments.runs.collect import Record
-from experiments.runs.files import claim_stem, latest_result
+from experiments.runs.files import claim_stem, load_run_config, write_csv
+from experiments.runs.provenance import current_result
 from experiments.runs.views.common import VIEWS, Options, directions
+from sgt.atomic import write_text
 from sgt.errors import SettingError
 from sgt.evaluation import result_from_dict
 
@@ -30,11 +30,13 @@ PER_EXAMPLE = ("inputs", "labels", "features", "gradients", "tokens")  # rows = 
 
 def load_evaluation(run_dir: Path, name: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """A run's newest evaluation (its JSON) and its saved examples (``None`` if absent)."""
-    found = latest_result(run_dir, name)
-    if found is None:
+    _, data, stale = current_result(run_dir, name)
+    if stale is not None:
+        raise SettingError(f"{run_dir}'s newest evaluation is stale ({stale}); evaluate it "
+                           f"again: python -m experiments.evaluate ckpt_path={run_dir}")
+    if data is None:
         raise SettingError(f"{run_dir} has no eval/{name}.json; evaluate it first: "
                            f"python -m experiments.evaluate ckpt_path={run_dir}")
-    data = json.loads(found.read_text())
     examples_pt = data.get("files", {}).get("examples_pt")
     examples = (torch.load(examples_pt, weights_only=True)
                 if examples_pt and Path(examples_pt).is_file() else None)
@@ -54,6 +56,33 @@ def _unique_labels(labels: Sequence[str], run_dirs: Sequence[Path]) -> list[str]
             for label, d in zip(labels, run_dirs, strict=True)]
 
 
+# Dataset settings that decide which test inputs a run saw and their shape: runs that
+# differ in one of them have no curves or saliency maps to put side by side.
+DATA_KEYS = ("_target_", "folder", "test_dir", "image_size", "task", "max_length", "min_freq",
+             "max_vocab_size", "layout", "process", "time_steps", "num_features", "num_test",
+             "data_seed")
+
+
+def data_of(run_dir: Path) -> dict[str, Any]:
+    """The run's data, as :data:`DATA_KEYS` of its ``dataset`` config."""
+    dataset = load_run_config(run_dir).get("dataset") or {}
+    return {key: dataset.get(key) for key in DATA_KEYS if key in dataset}
+
+
+def check_comparable(run_dirs: Sequence[Path]) -> None:
+    """Refuse, before anything is written, runs whose test data differ."""
+    first, *others = run_dirs
+    expected = data_of(first)
+    for run_dir in others:
+        found = data_of(run_dir)
+        differ = [k for k in dict.fromkeys([*expected, *found]) if expected.get(k) != found.get(k)]
+        if differ:
+            shown = ", ".join(f"dataset.{k} {expected.get(k)!r} vs {found.get(k)!r}"
+                              for k in differ[:3])
+            raise SettingError(f"{first} and {run_dir} were not run on the same data ({shown}); "
+                               "compare runs of one dataset, with the same data settings")
+
+
 def compare(run_dirs: Sequence[Path], out_dir: Path, labels: Sequence[str] | None = None,
             name: str = "accuracy_drop", method: str = "grad") -> dict[str, Any]:
     """Compare evaluated runs; returns ``{"summary": {key: {label: value}}, "labels",
@@ -64,6 +93,7 @@ def compare(run_dirs: Sequence[Path], out_dir: Path, labels: Sequence[str] | Non
         raise SettingError(f"compare needs at least two runs, got {len(run_dirs)}")
     if labels is not None and len(labels) != len(run_dirs):
         raise SettingError(f"--labels gives {len(labels)} labels for {len(run_dirs)} runs")
+    check_comparable([Path(d) for d in run_dirs])
     loaded = [load_evaluation(Path(d), name) for d in run_dirs]
     labels = _unique_labels(list(labels or [d["label"] for d, _ in loaded]), run_dirs)
     results = {lab: result_from_dict(d) for lab, (d, _) in zip(labels, loaded, strict=True)}
@@ -73,8 +103,7 @@ def compare(run_dirs: Sequence[Path], out_dir: Path, labels: Sequence[str] | Non
 
     stem = claim_stem(out_dir, "compare", [".csv"])
     files = {"csv": out_dir / f"{stem}.csv"}
-    with files["csv"].open("w", newline="") as f:
-        csv.writer(f).writerows([[name, *labels], *([k, *summary[k].values()] for k in keys)])
+    write_csv(files["csv"], [name, *labels], ([k, *summary[k].values()] for k in keys))
     files.update(result_figures(results, out_dir / stem))
     examples = {lab: ex for lab, (_, ex) in zip(labels, loaded, strict=True) if ex is not None}
     if len(examples) == len(labels) and all(method in ex["maps"] for ex in examples.values()):
@@ -111,10 +140,9 @@ def html_page(done: dict[str, Any], name: str, out: Path) -> Path:
     figures = [figure(p, kind.replace("_", " ")) for kind, p in done["files"].items()
                if p.suffix == ".png"]
     path = out / f"{done['files']['csv'].stem}.html"
-    path.write_text(page(f"{name}: {' vs '.join(labels)}", str(out), [
+    return write_text(path, page(f"{name}: {' vs '.join(labels)}", str(out), [
         Section("summary", "Summary", table(["measure", *labels], rows)),
-        Section("figures", "Figures", join(figures))], "sgt report"), encoding="utf-8")
-    return path
+        Section("figures", "Figures", join(figures))], "sgt report"))
 
 
 @VIEWS.register("compare")

@@ -14,7 +14,6 @@ names the methods whose Pareto front each run is on.
 
 from __future__ import annotations
 
-import csv
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,12 +22,20 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from experiments.runs.collect import Record, columns_of, result_columns, rows, swept
-from experiments.runs.files import claim_stem
+from experiments.runs.collect import (
+    Record,
+    columns_of,
+    result_columns,
+    rows,
+    stale_notes,
+    swept,
+)
+from experiments.runs.files import claim_stem, write_csv
 from experiments.runs.pages import check_sort_column, sweep_page
 from experiments.runs.tradeoff import front_of, tradeoff
 from experiments.runs.views.common import VIEWS, Options, directions
 from experiments.runs.views.tradeoff import tradeoff_figure
+from sgt.atomic import write_text
 from sgt.errors import SettingError
 
 
@@ -73,10 +80,7 @@ def show(records: Sequence[Record], options: Options) -> dict[str, Path]:
     out = options.out
     stem = claim_stem(out, "report", [".csv", *(f"_vs_{s}.png" for s in varying), *html])
     files = {"csv": out / f"{stem}.csv"}
-    with files["csv"].open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns_of(table_rows))
-        writer.writeheader()
-        writer.writerows(table_rows)
+    write_csv(files["csv"], columns_of(table_rows), table_rows)
     ys = [c for c in result_columns(table_rows) if c != "front"]
     for setting in varying:
         others = [s for s in varying if s != setting]
@@ -88,9 +92,9 @@ def show(records: Sequence[Record], options: Options) -> dict[str, Path]:
         plots = {k: p for k, p in files.items() if k.startswith("vs_")}
         if points:
             files["tradeoff"] = tradeoff_figure(points, out / f"{stem}_tradeoff.png")
-        files["html"].write_text(
-            sweep_page(common_root(records), table_rows, name, options.sort_by, plots,
-                       files.get("tradeoff"), options.method), encoding="utf-8")
+        write_text(files["html"], sweep_page(common_root(records), table_rows, name,
+                                             options.sort_by, plots, files.get("tradeoff"),
+                                             options.method, stale_notes(records)))
     print_rows(table_rows, name)
     return files
 

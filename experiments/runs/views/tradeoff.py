@@ -7,16 +7,16 @@ is on) and writes ``tradeoff.csv`` with ``tradeoff.png`` (and ``--html``, a page
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from experiments.runs.collect import Record
-from experiments.runs.files import claim_stem
+from experiments.runs.files import claim_stem, write_csv
 from experiments.runs.html import Section, figure, page, table
 from experiments.runs.tradeoff import front_of, tradeoff
 from experiments.runs.views.common import VIEWS, Options, TableView
+from sgt.atomic import write_text
 
 
 def tradeoff_rows(records: Sequence[Record], name: str) -> tuple[list[dict[str, Any]],
@@ -53,21 +53,18 @@ def show(records: Sequence[Record], options: Options) -> dict[str, Path]:
     suffixes = [".csv", ".png", *([".html"] if options.html else [])]
     stem = claim_stem(options.out, "tradeoff", suffixes)
     files = {suffix[1:]: options.out / f"{stem}{suffix}" for suffix in suffixes}
-    with files["csv"].open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(files["csv"], list(rows[0]), rows)
     tradeoff_figure(points, files["png"])
     header = list(rows[0])
     cells = [[_text(row[c]) for c in header] for row in rows]
     view = TableView(stem, f"Accuracy against faithfulness ({name}, relative to random)",
                      header, cells, rows)
     if options.html:
-        files["html"].write_text(page(view.title, str(options.out), [
+        write_text(files["html"], page(view.title, str(options.out), [
             Section("table", "Runs", table(header, cells)),
             Section("figure", "Trade-off", figure(files["png"], "accuracy against "
                                                   "faithfulness, the Pareto front joined"))],
-            "sgt report"), encoding="utf-8")
+            "sgt report"))
     from rich.console import Console
 
     Console(width=160).print(view.console())
