@@ -95,6 +95,7 @@ def test_inprocess_startup_phases_of_the_recipe(tmp_path):
     assert all(r.seconds >= 0 and r.source == "in-process" for r in rows)
 
 
+@pytest.mark.slow  # ~16 s: a real evaluate command under the profiler
 @needs_mnist
 def test_eval_mode_splits_a_real_commands_start_up_and_the_evaluation(tmp_path):
     """One real ``experiments.train`` step in a fresh process, then the evaluation of it."""

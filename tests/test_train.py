@@ -105,6 +105,7 @@ def test_cli_bad_config_one_line_exit_code_and_no_run_dir(tmp_path, override, me
     assert not run_dir.exists()
 
 
+@pytest.mark.slow  # ~15 s; tests/test_tradeoff.py runs a real 3-job sweep
 def test_cli_multirun_sweep_makes_one_run_dir_per_value(tmp_path):
     sweep = tmp_path / "sweep"
     args = [a for a in CPU_TEST_OVERRIDES if "limit_val" not in a and "limit_test" not in a]
