@@ -25,7 +25,7 @@ from pathlib import Path
 from experiments.runs.cli import fail
 from experiments.runs.collect import collect, stale_notes
 from experiments.runs.compose import new_dated_folder
-from experiments.runs.files import claim_stem
+from experiments.runs.files import claim_stem, saved_config
 from experiments.runs.pages import run_page
 from experiments.runs.views import VIEWS, Options
 from sgt.atomic import all_or_nothing, check_writable, storage_error, write_text
@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not 0 <= args.min_accuracy <= 1:
         fail(f"--min-accuracy must be a fraction in [0, 1], got {args.min_accuracy}")
     one = args.folders[0] if len(args.folders) == 1 else None
-    run_page_only = (one is not None and (one / ".hydra" / "config.yaml").is_file()
+    run_page_only = (one is not None and saved_config(one).is_file()
                      and args.html and args.view == "sweep")
     try:
         out = check_writable(args.out or one or new_dated_folder(Path("outputs/report")),

@@ -53,8 +53,8 @@ def atomic_write(path: str | Path, mode: str = "wb", temporary: Path | None = No
             name, so writers of the same target at once never share one. A fixed name (as
             checkpoints use) means a file left by a killed write is replaced by the next.
     Raises:
-        OSError: the folder or the file could not be written; any earlier ``path`` is intact
-            and no temporary file is left.
+        OSError: the folder or the file could not be written (its ``filename`` is ``path``
+            for a failed write); any earlier ``path`` is intact and no temporary file is left.
 
     The file gets the mode any new file gets (the umask), not a temporary file's 0600.
     """
@@ -75,8 +75,10 @@ def atomic_write(path: str | Path, mode: str = "wb", temporary: Path | None = No
         new = not path.exists()
         os.replace(tmp, path)
         fsync_folder(path.parent)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename in (None, str(tmp)):
+            err.filename = str(path)  # the file the user knows, not our temporary one
         raise
     if new:
         created(path)

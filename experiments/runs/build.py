@@ -62,9 +62,10 @@ def instantiate_list(cfg: DictConfig | None) -> list[Any]:
             if isinstance(c, DictConfig) and "_target_" in c]
 
 
-def pick_device(name: str, key: str = "eval.device") -> torch.device:
-    """``auto`` is the GPU when there is one; a GPU this machine lacks is a setting error
-    (``key`` names the setting), found before any work."""
+def pick_device(name: str) -> torch.device:
+    """``eval.device``: ``auto`` is the GPU when there is one; a GPU this machine lacks is a
+    setting error, found before any work."""
+    key = "eval.device"
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.runs.files import EVAL_DIR, read_metrics, run_label
+from experiments.runs.files import EVAL_DIR, read_metrics, run_label, saved_config
 from experiments.runs.provenance import current_result, stale_note
 from sgt.errors import SettingError
 from sgt.evaluation import EvaluationResult, result_from_dict
@@ -101,14 +101,14 @@ def _order(name: str) -> tuple:
 
 def run_folders(root: Path) -> list[Path]:
     """Every run folder at or below ``root``, in job order."""
-    if (root / ".hydra" / "config.yaml").is_file():
+    if saved_config(root).is_file():
         return [root]
     found = {p.parent.parent for p in root.rglob("config.yaml") if p.parent.name == ".hydra"}
     return sorted(found, key=lambda p: _order(str(p.relative_to(root))))
 
 
 def read_record(folder: Path, name: str) -> Record:
-    config = OmegaConf.load(folder / ".hydra" / "config.yaml")
+    config = OmegaConf.load(saved_config(folder))
     hydra_file, overrides_file = (folder / ".hydra" / f for f in ("hydra.yaml",
                                                                    "overrides.yaml"))
     choices = (OmegaConf.select(OmegaConf.load(hydra_file), "hydra.runtime.choices")

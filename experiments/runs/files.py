@@ -20,6 +20,16 @@ EVAL_DIR = "eval"  # <run dir>/eval/<name>.*: every evaluation of the run
 METRICS = "metrics.json"
 
 
+def saved_config(run_dir: Path) -> Path:
+    """Where a run's first start saved its settings (Hydra's ``.hydra/config.yaml``)."""
+    return run_dir / ".hydra" / "config.yaml"
+
+
+def evaluate_command(run_dir: Path) -> str:
+    """The command that evaluates ``run_dir``'s checkpoint (again)."""
+    return f"python -m experiments.evaluate ckpt_path={run_dir}"
+
+
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` as JSON through :func:`sgt.atomic.atomic_write`: a kill never leaves
     half a file."""
@@ -101,7 +111,7 @@ def resolve_run(ckpt_path: str | Path) -> tuple[Path, Path]:
 
 def load_run_config(run_dir: Path) -> DictConfig:
     """The config a run was started with (``.hydra/config.yaml``)."""
-    path = run_dir / ".hydra" / "config.yaml"
+    path = saved_config(run_dir)
     if not path.is_file():
         raise SettingError(f"{path} not found: the run's saved config is needed to rebuild its "
                            "model and data (is the checkpoint inside <run dir>/checkpoints/?)")

@@ -26,7 +26,13 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from experiments.runs.collect import METRICS, SETTINGS, columns_of, result_columns, swept
-from experiments.runs.files import EVAL_DIR, load_run_config, read_metrics, run_label
+from experiments.runs.files import (
+    EVAL_DIR,
+    evaluate_command,
+    load_run_config,
+    read_metrics,
+    run_label,
+)
 from experiments.runs.history import read_history
 from experiments.runs.html import (
     Cell,
@@ -224,7 +230,7 @@ def _evaluations_section(run_dir: Path, label: str, tmp: Path) -> Section:
     results = sorted((run_dir / EVAL_DIR).glob("*.json"), key=_result_order)
     if not results:
         return Section("evaluations", "Evaluations", paragraph(
-            "Not evaluated yet:", code=[f"python -m experiments.evaluate ckpt_path={run_dir}"]))
+            "Not evaluated yet:", code=[evaluate_command(run_dir)]))
     return Section("evaluations", "Evaluations",
                    join(_evaluation_block(p, label, tmp) for p in results))
 

@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from experiments.runs.files import latest_result, resolve_run
+from experiments.runs.files import evaluate_command, latest_result, resolve_run
 from sgt.errors import SettingError
 
 
@@ -80,4 +80,4 @@ def current_result(run_dir: Path, name: str) -> Newest:
 def stale_note(run_dir: Path, why: str) -> str:
     """The line a report prints for an evaluation it left out."""
     return (f"left out the stale evaluation {why}; evaluate the run again: "
-            f"python -m experiments.evaluate ckpt_path={run_dir}")
+            f"{evaluate_command(run_dir)}")

@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.runs.files import METRICS, read_metrics
+from experiments.runs.files import METRICS, read_metrics, saved_config
 from sgt.errors import SettingError
 
 # Keys a resume may change freely: where things are, how the run is shown or logged, the
@@ -30,11 +30,6 @@ COMPARED_CALLBACKS = ("callbacks.model_checkpoint", "callbacks.last_checkpoint",
 
 
 RESUMING = ("last", "auto")  # ckpt_path values that resume this run dir's own run
-
-
-def saved_config(run_dir: Path) -> Path:
-    """Where a run's first start saved its settings (Hydra's ``.hydra/config.yaml``)."""
-    return run_dir / ".hydra" / "config.yaml"
 
 
 def source_run(ckpt: str | Path) -> Path:

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from experiments.runs.collect import Record
-from experiments.runs.files import claim_stem, load_run_config, write_csv
+from experiments.runs.files import claim_stem, evaluate_command, load_run_config, write_csv
 from experiments.runs.provenance import current_result
 from experiments.runs.views.common import VIEWS, Options, directions
 from sgt.atomic import write_text
@@ -33,10 +33,10 @@ def load_evaluation(run_dir: Path, name: str) -> tuple[dict[str, Any], dict[str,
     _, data, stale = current_result(run_dir, name)
     if stale is not None:
         raise SettingError(f"{run_dir}'s newest evaluation is stale ({stale}); evaluate it "
-                           f"again: python -m experiments.evaluate ckpt_path={run_dir}")
+                           f"again: {evaluate_command(run_dir)}")
     if data is None:
         raise SettingError(f"{run_dir} has no eval/{name}.json; evaluate it first: "
-                           f"python -m experiments.evaluate ckpt_path={run_dir}")
+                           f"{evaluate_command(run_dir)}")
     examples_pt = data.get("files", {}).get("examples_pt")
     examples = (torch.load(examples_pt, weights_only=True)
                 if examples_pt and Path(examples_pt).is_file() else None)
