@@ -101,25 +101,47 @@ class TextModality(Modality):
     Masked tokens get the fill's values (``uniform``: per embedding dimension between the
     min and max of the row's features; ``constant`` with value 0: the padding embedding,
     which ``nn.Embedding(padding_idx=pad_id)`` keeps at zero).
+
+    **Word pieces of a pretrained tokenizer** (``cls_id`` set; :mod:`sgt.models.hf`,
+    docs/hf.md): rows are ``[CLS] text [SEP]`` or ``[CLS] first [SEP] second [SEP]``, then
+    padding. ``[CLS]`` is never a feature either. The model reads every position but
+    padding: through the closing separator, which follows the last feature. Its segment ids
+    (``classify(emb, tokens, segments)``) are 1 after the separator that closes the first
+    text: with ``has_query`` from the first feature on, else after the first separator that
+    follows a feature (e-SNLI's premise | hypothesis; a single text has none).
     """
 
     name = "text"
 
     def __init__(self, pad_id: int = 0, sep_id: int | None = None,
-                 has_query: bool = False) -> None:
-        if has_query and sep_id is None:
-            raise SettingError("TextModality(has_query=True) needs the sep_id that ends the "
-                               "query")
+                 has_query: bool = False, cls_id: int | None = None) -> None:
+        if (has_query or cls_id is not None) and sep_id is None:
+            raise SettingError("TextModality(has_query=True or cls_id=...) needs the sep_id "
+                               "that ends the query or text")
         self.pad_id, self.sep_id, self.has_query = pad_id, sep_id, has_query
+        self.cls_id = cls_id
 
     def embed(self, model: nn.Module, x: Tensor) -> Tensor:
         return model.embed(x)
 
     def classify(self, model: nn.Module, z: Tensor, valid: Tensor | None = None) -> Tensor:
-        return model.classify(z, None if valid is None else self.read_positions(valid))
+        if valid is None:
+            return model.classify(z, None)
+        reads = self.read_positions(valid)
+        if self.cls_id is None:
+            return model.classify(z, reads)
+        reads = reads | torch.cat([reads[:, :1], reads[:, :-1]], 1)  # + the closing [SEP]
+        if self.has_query:
+            second = valid.cumsum(1) > 0
+        else:  # after the first separator that follows a feature
+            gap = (valid.cumsum(1) > 0) & ~valid & reads
+            second = gap.cumsum(1) - gap.long() > 0
+        return model.classify(z, reads, second & reads)
 
     def valid_features(self, x: Tensor) -> Tensor | None:
         valid = x != self.pad_id
+        if self.cls_id is not None:
+            valid &= x != self.cls_id
         if self.sep_id is not None:
             sep = x == self.sep_id
             valid &= ~sep
@@ -128,15 +150,24 @@ class TextModality(Modality):
         return valid
 
     def logits(self, model: nn.Module, x: Tensor) -> Tensor:
-        """Logits of raw ids ``(B, L)``: the model reads every token but padding."""
-        return model.classify(model.embed(x), x != self.pad_id)
+        """Logits of raw ids ``(B, L)``: the model reads every token but padding (word
+        pieces: the second text is everything after the first separator)."""
+        reads = x != self.pad_id
+        if self.cls_id is None:
+            return model.classify(model.embed(x), reads)
+        sep = x == self.sep_id
+        return model.classify(model.embed(x), reads, (sep.cumsum(1) - sep.long() > 0) & reads)
 
     def documents(self, x: Tensor) -> Tensor:
         """``(B, L)`` which document of its row each position belongs to (0 = the first),
-        counted by the separators before it; the query's positions get -1."""
+        counted by the separators before it (word pieces: by runs of separators, as RoBERTa
+        closes a text with two); the query's positions get -1."""
         if self.sep_id is None:
             return torch.zeros_like(x)
-        return (x == self.sep_id).cumsum(1) - int(self.has_query)
+        sep = x == self.sep_id
+        if self.cls_id is not None:
+            sep &= ~torch.cat([torch.zeros_like(sep[:, :1]), sep[:, :-1]], 1)
+        return sep.cumsum(1) - int(self.has_query)
 
     @staticmethod
     def read_positions(valid: Tensor) -> Tensor:

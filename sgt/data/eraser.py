@@ -36,6 +36,14 @@ document slot, its full length in tokens and its whole rationale's length. Batch
 split are ``(ids (B, L) int64, labels (B,), rationale (B, L) bool, doc_lengths (B, D),
 doc_rationale (B, D))``, ``D`` the most documents an instance has.
 
+**Word pieces** (``tokenizer``: a Hugging Face tokenizer, for ``model=hf``): each row is
+the tokenizer's ``[CLS] first [SEP] second [SEP]`` text pair, ``first`` being what the
+encoding above puts before its first ``[SEP]`` (FEVER's claim, e-SNLI's premise; Movies: a
+single text), cut at ``max_length`` pieces (default: the task's, at most the tokenizer's
+``model_max_length``, 512 for BERT) from the end of the documents. Rationales, document
+lengths and the results file stay in ERASER's words; every piece records its word
+(:mod:`sgt.data.pieces`, docs/hf.md).
+
 **Vocabulary**: the training split's document (and query) tokens with at least
 ``min_freq`` occurrences, most frequent first (ties alphabetically), at most
 ``max_vocab_size`` entries in all; ids 0-2 are reserved for ``[PAD]``, ``[UNK]`` and
@@ -46,6 +54,7 @@ files and these settings.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
@@ -60,7 +69,9 @@ from torch import Tensor
 from sgt.checks import check_choice, check_flag, check_int, utf8_lines
 from sgt.data.cache import cached, fingerprint
 from sgt.data.in_memory import InMemoryDataModule, Split
-from sgt.errors import DatasetCorruptError, DatasetNotFoundError
+from sgt.data.pieces import Encoded, encode_pieces
+from sgt.errors import DatasetCorruptError, DatasetNotFoundError, SettingError
+from sgt.hf_local import load_tokenizer
 
 PAD, UNK, SEP = "[PAD]", "[UNK]", "[SEP]"
 PAD_ID, UNK_ID, SEP_ID = 0, 1, 2
@@ -268,7 +279,9 @@ class EraserSplit:
     ``doc_starts (N, D)`` the position of the document's first token in the row,
     ``doc_kept (N, D)`` how many of its tokens fit in ``max_length``, ``doc_lengths (N, D)``
     its full length in tokens, ``doc_rationale (N, D)`` how many of its tokens (all of them,
-    cut or not) the human rationale covers.
+    cut or not) the human rationale covers. Word pieces (``dataset.tokenizer``) add
+    ``words (N, L)``: each piece's word, counted over the row's document words in order
+    (-1: no document word), and count ``doc_starts``/``doc_kept`` in pieces/words.
     """
 
     ids: Tensor
@@ -281,14 +294,16 @@ class EraserSplit:
     doc_lengths: Tensor
     doc_rationale: Tensor
     classes: tuple[str, ...] = ()
+    words: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.annotation_ids)
 
     def tensors(self) -> Split:
-        """``(ids, labels, rationale, doc_lengths, doc_rationale)``: what
+        """``(ids, labels, rationale, doc_lengths, doc_rationale[, words])``: what
         :class:`InMemoryDataModule` batches."""
-        return self.ids, self.labels, self.rationale, self.doc_lengths, self.doc_rationale
+        extra = () if self.words is None else (self.words,)
+        return self.ids, self.labels, self.rationale, self.doc_lengths, self.doc_rationale, *extra
 
     def state(self) -> dict[str, Any]:
         """Plain tensors, strings and lists (what the cache file holds)."""
@@ -299,24 +314,39 @@ class EraserSplit:
         return cls(**state, classes=classes)
 
 
-def encode(annotations: list[Annotation], rows: list[_Row], documents: dict[str, list[str]],
-           vocabulary: Vocabulary, task: EraserTask, max_length: int,
-           width: int) -> EraserSplit:
-    """Token ids, masks and offsets of every annotation, padded to ``width`` columns."""
+def encode(annotations: list[Annotation], rows: list[_Row], encoded: list[Encoded],
+           documents: dict[str, list[str]], task: EraserTask, width: int,
+           pieces: bool = False, pad_id: int = PAD_ID) -> EraserSplit:
+    """Ids, masks and offsets of every annotation, padded to ``width`` columns.
+
+    ``encoded``: per row, its ids and the row position each id stands for (word ids: the
+    first ``max_length`` positions; word pieces: :func:`sgt.data.pieces.encode_pieces`).
+    With ``pieces``, the split also records each piece's document word (``words``).
+    """
     n = len(annotations)
     slots = max(len(a.docids) for a in annotations)
-    ids = np.zeros((n, width), dtype=np.int64)  # PAD_ID = 0
+    ids = np.full((n, width), pad_id, dtype=np.int64)
     rationale = np.zeros((n, width), dtype=bool)
+    words = np.full((n, width), -1, dtype=np.int64)
     starts = np.full((n, slots), -1, dtype=np.int64)
     kept = np.zeros((n, slots), dtype=np.int64)
     lengths = np.zeros((n, slots), dtype=np.int64)
     covered = np.zeros((n, slots), dtype=np.int64)
-    for i, (ann, row) in enumerate(zip(annotations, rows, strict=True)):
-        encoded = vocabulary.encode(row.tokens[:max_length])
-        ids[i, : len(encoded)] = encoded
+    for i, (ann, row, (row_ids, positions)) in enumerate(zip(annotations, rows, encoded,
+                                                             strict=True)):
+        ids[i, : len(row_ids)] = row_ids
+        at = np.asarray(positions, dtype=np.int64)  # (pieces,) row position, -1: none
+        marked = np.zeros(len(row.tokens) + 1, dtype=bool)  # per row position; [-1]: none
+        word = np.full(len(row.tokens) + 1, -1, dtype=np.int64)  # document word index
+        encoded_words = np.unique(at[at >= 0])
         for d, docid in enumerate(ann.docids):
-            starts[i, d], lengths[i, d] = row.starts[d], len(documents[docid])
-            kept[i, d] = min(lengths[i, d], max(0, max_length - row.starts[d]))
+            lengths[i, d] = len(documents[docid])
+            span = (row.starts[d], row.starts[d] + lengths[i, d])
+            inside = encoded_words[(encoded_words >= span[0]) & (encoded_words < span[1])]
+            kept[i, d] = len(inside)
+            starts[i, d] = row.starts[d] if not pieces else (
+                int(np.flatnonzero(at == span[0])[0]) if kept[i, d] else -1)
+            word[span[0]: span[1]] = np.arange(lengths[i, d]) + lengths[i, :d].sum()
         whole = [np.zeros(lengths[i, d], dtype=bool) for d in range(len(ann.docids))]
         for ev in ann.evidences:
             if ev.docid not in ann.docids:
@@ -330,15 +360,16 @@ def encode(annotations: list[Annotation], rows: list[_Row], documents: dict[str,
                     f"document {ev.docid!r} ({lengths[i, d]} tokens); restore that line or the "
                     "document")
             whole[d][ev.start_token: ev.end_token] = True
-            end = min(ev.end_token, int(kept[i, d]))
-            if end > ev.start_token:
-                rationale[i, starts[i, d] + ev.start_token : starts[i, d] + end] = True
+            marked[row.starts[d] + ev.start_token: row.starts[d] + ev.end_token] = True
+        rationale[i, : len(at)] = marked[at]
+        words[i, : len(at)] = word[at]
         covered[i, : len(whole)] = [int(w.sum()) for w in whole]
     return EraserSplit(torch.from_numpy(ids), torch.tensor([a.label for a in annotations]),
                        torch.from_numpy(rationale), [a.annotation_id for a in annotations],
                        [list(a.docids) for a in annotations], torch.from_numpy(starts),
                        torch.from_numpy(kept), torch.from_numpy(lengths),
-                       torch.from_numpy(covered), task.classes)
+                       torch.from_numpy(covered), task.classes,
+                       torch.from_numpy(words) if pieces else None)
 
 
 @dataclass
@@ -364,13 +395,15 @@ def _row(ann: Annotation, documents: dict[str, list[str]], task: EraserTask,
 
 @dataclass
 class EraserCorpus:
-    vocabulary: Vocabulary
+    vocabulary: Vocabulary | None  # None: word pieces of a pretrained tokenizer
     splits: dict[str, EraserSplit]
 
 
 def build_corpus(root: Path, task: EraserTask, max_length: int, min_freq: int = 1,
-                 max_vocab_size: int | None = None, lowercase: bool = False) -> EraserCorpus:
-    """Read, tokenise and encode the three splits; the vocabulary comes from ``train``."""
+                 max_vocab_size: int | None = None, lowercase: bool = False,
+                 tokenizer: Any = None) -> EraserCorpus:
+    """Read, tokenise and encode the three splits; the vocabulary comes from ``train``
+    (with a pretrained ``tokenizer``: its word pieces, no vocabulary of our own)."""
     annotations = {s: read_annotations(root / f"{s}.jsonl", task) for s in SPLITS}
     for split, anns in annotations.items():
         if not anns:
@@ -380,12 +413,22 @@ def build_corpus(root: Path, task: EraserTask, max_length: int, min_freq: int = 
     documents = read_documents(root, needed)
     rows = {s: [_row(a, documents, task, lowercase) for a in anns]
             for s, anns in annotations.items()}
-    vocabulary = Vocabulary.build(Counter(t for row in rows["train"] for t in row.tokens),
-                                  min_freq, max_vocab_size)
-    width = min(max_length, max(len(row.tokens) for split in rows.values() for row in split))
+    if tokenizer is None:
+        vocabulary = Vocabulary.build(Counter(t for row in rows["train"] for t in row.tokens),
+                                      min_freq, max_vocab_size)
+        encoded = {s: [(vocabulary.encode(row.tokens[:max_length]),
+                        list(range(min(max_length, len(row.tokens))))) for row in rows[s]]
+                   for s in SPLITS}
+    else:
+        vocabulary = None
+        encoded = {s: [encode_pieces(tokenizer, row.tokens, SEP, max_length, a.where)
+                       for a, row in zip(annotations[s], rows[s], strict=True)]
+                   for s in SPLITS}
+    width = max(len(ids) for split in encoded.values() for ids, _ in split)
+    pad = PAD_ID if tokenizer is None else tokenizer.pad_token_id
     return EraserCorpus(vocabulary, {
-        s: encode(annotations[s], rows[s], documents, vocabulary, task, max_length, width)
-        for s in SPLITS})
+        s: encode(annotations[s], rows[s], encoded[s], documents, task, width,
+                  tokenizer is not None, pad) for s in SPLITS})
 
 
 def _corpus_state(data: object) -> dict[str, Any]:
@@ -411,6 +454,11 @@ class EraserDataModule(InMemoryDataModule):
         max_vocab_size: most vocabulary entries (reserved ones included); ``None``: all.
         lowercase: lowercase every token (e.g. to match lowercase GloVe vectors).
         cache_dir: where the encoded corpus is cached; ``None`` disables it.
+        tokenizer: a Hugging Face tokenizer (local folder or cached name, ``model=hf``'s
+            ``model.name_or_path``): rows are its word pieces (:mod:`sgt.data.pieces`,
+            docs/hf.md) instead of words of a vocabulary of our own; ``min_freq`` and
+            ``max_vocab_size`` are then unused, and ``max_length`` (pieces) defaults to the
+            smaller of the task's and the tokenizer's ``model_max_length``.
     """
 
     name = "eraser"
@@ -419,11 +467,23 @@ class EraserDataModule(InMemoryDataModule):
     def __init__(self, *args: Any, task: str = "movies", folder: str | None = None,
                  max_length: int | None = None, min_freq: int = 1,
                  max_vocab_size: int | None = None, lowercase: bool = False,
-                 cache_dir: str | Path | None = None, **kwargs: Any) -> None:
+                 cache_dir: str | Path | None = None, tokenizer: str | Path | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.task = TASKS[check_choice(task, "dataset.task", list(TASKS))]
-        self.max_length = check_int(self.task.max_length if max_length is None else max_length,
-                                    "dataset.max_length", low=2)
+        self.tokenizer_name = None if tokenizer is None else os.fspath(tokenizer)
+        self.tokenizer = None if tokenizer is None else load_tokenizer(tokenizer)
+        longest = self.task.max_length
+        if self.tokenizer is not None:
+            if lowercase:
+                raise SettingError("dataset.lowercase=true applies to sgt's own vocabulary; "
+                                   f"with dataset.tokenizer={tokenizer} the tokenizer decides "
+                                   "the case: set dataset.lowercase=false")
+            longest = min(longest, self.tokenizer.model_max_length)
+        self.max_length = check_int(longest if max_length is None else max_length,
+                                    "dataset.max_length", low=2, high=(
+                                        None if self.tokenizer is None else
+                                        self.tokenizer.model_max_length))
         self.min_freq = check_int(min_freq, "dataset.min_freq")
         if max_vocab_size is not None:
             check_int(max_vocab_size, "dataset.max_vocab_size", low=len(RESERVED) + 1)
@@ -470,21 +530,28 @@ class EraserDataModule(InMemoryDataModule):
     def corpus(self) -> EraserCorpus:
         """The encoded splits and the vocabulary (read once, cached in ``cache_dir``)."""
         settings = (FORMAT_VERSION, self.task, self.max_length, self.min_freq,
-                    self.max_vocab_size, self.lowercase)
-        files = self._source_files()
+                    self.max_vocab_size, self.lowercase, self.tokenizer_name)
+        files = self._source_files() + self._tokenizer_files()
         path = None if self.cache_dir is None else (
             self.cache_dir / f"eraser-{self.task.name}-{fingerprint(files, *settings)}.pt")
 
         def build() -> dict[str, Any]:
             corpus = build_corpus(self.root, self.task, self.max_length, self.min_freq,
-                                  self.max_vocab_size, self.lowercase)
-            return {"vocabulary": corpus.vocabulary.itos,
+                                  self.max_vocab_size, self.lowercase, self.tokenizer)
+            return {"vocabulary": corpus.vocabulary and corpus.vocabulary.itos,
                     "splits": {s: split.state() for s, split in corpus.splits.items()}}
 
         state = cached(path, build, _corpus_state)
-        return EraserCorpus(Vocabulary(state["vocabulary"]),
+        return EraserCorpus(state["vocabulary"] and Vocabulary(state["vocabulary"]),
                             {s: EraserSplit.from_state(v, self.task.classes)
                              for s, v in state["splits"].items()})
+
+    def _tokenizer_files(self) -> list[Path]:
+        """The files of the tokenizer's folder, if it is one (part of the cache key)."""
+        folder = None if self.tokenizer_name is None else Path(self.tokenizer_name)
+        if folder is None or not folder.is_dir():
+            return []
+        return sorted(p for p in folder.iterdir() if p.is_file())
 
     # -- what InMemoryDataModule asks for ----------------------------------------------
     def load_split(self, train: bool) -> Split:
@@ -501,6 +568,9 @@ class EraserDataModule(InMemoryDataModule):
     # -- text ------------------------------------------------------------------------
     @property
     def vocabulary(self) -> Vocabulary:
+        if self.corpus.vocabulary is None:
+            raise SettingError(f"dataset.tokenizer={self.tokenizer_name} encodes word pieces; "
+                               "there is no vocabulary of sgt's own")
         return self.corpus.vocabulary
 
     def decode(self, ids: Tensor | Sequence[int] | Sequence[Sequence[int]],
@@ -513,18 +583,30 @@ class EraserDataModule(InMemoryDataModule):
         return [self._decode_row(list(r), skip_padding) for r in rows]
 
     def _decode_row(self, row: list[int], skip_padding: bool) -> list[str]:
+        pad = self.modality_kwargs()["pad_id"]
         if skip_padding:
-            while row and row[-1] == PAD_ID:
+            while row and row[-1] == pad:
                 row.pop()
+        if self.tokenizer is not None:
+            return self.tokenizer.convert_ids_to_tokens(row)
         return self.vocabulary.decode(row)
 
     def modality_kwargs(self) -> dict[str, Any]:
         """:class:`~sgt.features.TextModality` arguments: which ids are padding and
-        separators, and whether the tokens before the first separator are the query."""
+        separators (word pieces: and ``[CLS]``), and whether the tokens before the first
+        separator are the query."""
+        if self.tokenizer is not None:
+            t = self.tokenizer
+            return {"pad_id": t.pad_token_id, "sep_id": t.sep_token_id,
+                    "has_query": self.task.has_query, "cls_id": t.cls_token_id}
         return {"pad_id": PAD_ID, "sep_id": SEP_ID, "has_query": self.task.has_query}
 
     def model_kwargs(self) -> dict[str, Any]:
-        """Adds ``vocab_size``, ``pad_id`` and the ``vocabulary`` (for pretrained vectors)."""
+        """Adds ``vocab_size``, ``pad_id`` and the ``vocabulary`` (for pretrained vectors);
+        word pieces: ``tokenizer`` (the model checks it is its own) and ``pad_id``."""
+        if self.tokenizer is not None:
+            return {**super().model_kwargs(), "tokenizer": self.tokenizer_name,
+                    "pad_id": self.tokenizer.pad_token_id}
         return {**super().model_kwargs(), "vocab_size": len(self.vocabulary),
                 "pad_id": PAD_ID, "vocabulary": self.vocabulary.itos}
 

@@ -40,6 +40,12 @@ here). Only document tokens are ranked, counted and removed; the query and separ
 (``TextModality.valid_features``). Exact score ties rank by position, as the results file's
 stable sort does.
 
+**Word pieces** (a pretrained tokenizer, ``model=hf``; docs/hf.md): the metrics stay in
+ERASER's words. A word's score is the sum of its pieces' scores (:func:`to_words`), words
+are ranked, counted and scored as above, and removing a word removes all its pieces. Batches
+then carry each piece's word (``words (B, L)``) after ``doc_rationale``; without it each
+document token is its own word, which gives the word-level models' numbers unchanged.
+
 The full-input and removal probabilities come from the raw ids (``TextModality.logits``), so
 the query is read even when every document token is deleted (FEVER's claim alone).
 
@@ -93,6 +99,24 @@ def delete_tokens(ids: Tensor, keep: Tensor, pad_id: int = 0) -> Tensor:
     positions = torch.arange(ids.shape[1], device=ids.device)
     return torch.where(positions < keep.sum(1, keepdim=True), closed,
                        torch.full_like(closed, pad_id))
+
+
+def word_columns(features: Tensor, words: Tensor | None = None) -> Tensor:
+    """``(B, L)`` each position's column in the word layout: the index of its word among
+    the row's document words (``words``, -1 for none), ``L`` (a spill column) for positions
+    that are no feature. Without ``words`` each feature is its own word: the features,
+    closed up in their order."""
+    if words is None:
+        words = features.long().cumsum(1) - 1
+    return torch.where(features & (words >= 0), words, features.shape[1])
+
+
+def to_words(values: Tensor, columns: Tensor, reduce: str = "sum") -> Tensor:
+    """``(B, L)`` per position -> ``(B, L)`` per word (column ``w`` = word ``w``): the
+    ``sum`` of its pieces' values (a word's score) or their ``amax``; 0 where no word."""
+    out = torch.zeros(values.shape[0], values.shape[1] + 1, dtype=values.dtype,
+                      device=values.device)
+    return out.scatter_reduce_(1, columns, values, reduce=reduce)[:, :-1]
 
 
 def rank_features(scores: Tensor, features: Tensor) -> Tensor:
@@ -288,14 +312,19 @@ def _check_bins(bins: Sequence[float]) -> list[float]:
 
 @dataclass
 class _Batch:
-    """One batch on the device: ids, labels, the encoded rationale, per document its whole
-    length and whole rationale length, and the class each instance is explained for."""
+    """One batch on the device: ids, labels, per document its whole length and whole
+    rationale length, the class each instance is explained for, and the words: each
+    position's word column (:func:`word_columns`), and per word whether it is encoded, in
+    the human rationale, and its document."""
 
     x: Tensor
     y: Tensor
-    rationale: Tensor
     doc_lengths: Tensor
     doc_rationale: Tensor
+    columns: Tensor
+    features: Tensor
+    rationale: Tensor
+    documents: Tensor
     target: Tensor | None = None
 
 
@@ -347,9 +376,9 @@ class EraserMetrics(Evaluation):
         """One method on one batch: per-instance probabilities of every removal, per
         document the hard rationale's counts and the AUPRC, and the soft scores."""
         m: TextModality = explainer.forward.modality  # type: ignore[assignment]
-        x, rationale = batch.x, batch.rationale
-        features = m.valid_features(x)
-        _, scores = explainer(name, x, batch.target)  # (B, L): |attribution mean| per token
+        x, rationale, features, columns = batch.x, batch.rationale, batch.features, batch.columns
+        _, piece_scores = explainer(name, x, batch.target)  # (B, L): |attribution mean|
+        scores = to_words(piece_scores, columns)  # (B, L) per word: the sum of its pieces
         rank = rank_features(scores, features)
         n = batch.doc_lengths.sum(1) if self.bins_of == "document" else features.sum(1)
         removed, kept = bin_counts(n, self.bins)  # (K, B)
@@ -357,13 +386,17 @@ class EraserMetrics(Evaluation):
         # K bins + the human length: (K + 1, B, L) tokens to take out / to keep
         take_out = top_tokens(rank, features, torch.cat([removed, k[None]]))
         keep_only = top_tokens(rank, features, torch.cat([kept, k[None]]))
+        # words -> their pieces: (K + 1, B, L) over positions
+        pieces = columns < x.shape[1]
+        at = columns.clamp(max=x.shape[1] - 1).expand_as(take_out)
+        piece_out, piece_only = (t.gather(2, at) & pieces for t in (take_out, keep_only))
         tokens = x != m.pad_id
-        variants = torch.cat([tokens & ~take_out, tokens & (~features | keep_only)])
+        variants = torch.cat([tokens & ~piece_out, tokens & (~pieces | piece_only)])
         probs = torch.stack([self.probabilities(explainer.forward,
                                                 delete_tokens(x, keep, m.pad_id))
                              for keep in variants], dim=1)  # (B, 2(K + 1), C)
         bins = len(self.bins)
-        documents, slots = m.documents(x), batch.doc_lengths.shape[1]
+        documents, slots = batch.documents, batch.doc_lengths.shape[1]
         encoded = per_document(features, documents, slots)  # (B, D) tokens the model reads
         seen_rationale = per_document(rationale & features, documents, slots)
         hard = take_out[-1]  # the top-k features: the hard rationale
@@ -477,18 +510,22 @@ class EraserMetrics(Evaluation):
         if len(batch) < 3:
             raise SettingError(
                 f"ERASER metrics need batches (ids, labels, rationale[, doc_lengths, "
-                f"doc_rationale]), got {len(batch)} entries; evaluate on EraserDataModule's "
-                "val or test loader")
+                f"doc_rationale[, words]]), got {len(batch)} entries; evaluate on "
+                "EraserDataModule's val or test loader")
         x, y, rationale = (t.to(device, non_blocking=True) for t in batch[:3])
-        rationale = rationale.bool()
+        pieces = modality.valid_features(x)
+        columns = word_columns(pieces, batch[5].to(device) if len(batch) >= 6 else None)
+        features = to_words(pieces.long(), columns, "amax").bool()
+        words_rationale = to_words((rationale.bool() & pieces).long(), columns, "amax").bool()
+        documents = to_words(modality.documents(x), columns, "amax")
         if len(batch) >= 5:
             doc_lengths, doc_rationale = (t.to(device, non_blocking=True) for t in batch[3:5])
         else:  # no counts of what was cut: the encoded tokens are the whole documents
-            features, documents = modality.valid_features(x), modality.documents(x)
             slots = int(documents.max()) + 1 if documents.numel() else 1
             doc_lengths = per_document(features, documents, slots)
-            doc_rationale = per_document(rationale & features, documents, slots)
-        return _Batch(x, y, rationale, doc_lengths, doc_rationale)
+            doc_rationale = per_document(words_rationale, documents, slots)
+        return _Batch(x, y, doc_lengths, doc_rationale, columns, features, words_rationale,
+                      documents)
 
 # -- ERASER's per-instance results file -------------------------------------------------
 

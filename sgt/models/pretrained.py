@@ -1,4 +1,4 @@
-"""Pretrained torchvision weights, from torchvision's weights API or a local file.
+"""Pretrained weights, from a local file (any model) or torchvision's weights API.
 
 Asking for weights never silently gives an untrained model: a failed download, an unknown
 weights name or a file that does not fit the model each raise a :class:`ModelError`.
@@ -7,7 +7,7 @@ weights name or a file that does not fit the model each raise a :class:`ModelErr
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -35,16 +35,33 @@ def _download(arch: str, weights: str) -> dict[str, Tensor]:
         ) from None
 
 
-def _read(path: str | Path) -> dict[str, Tensor]:
+def _loader(path: Path) -> Callable[[Path], object]:
+    """How to read ``path``: by its suffix, safetensors (timm's hub files), else ``torch.load``
+    of tensors only (a file cannot run code)."""
+    if path.suffix != ".safetensors":
+        return lambda p: torch.load(p, map_location="cpu", weights_only=True)
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise ModelError(f"model.weights_path={str(path)!r} is a .safetensors file, which needs "
+                         "the safetensors package: pip install safetensors") from None
+    return lambda p: load_file(p, device="cpu")
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """The state dict in a local file: ``torch.save(model.state_dict(), path)``'s or a
+    ``.safetensors`` file (parameter name -> tensor, on the CPU)."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model.weights_path={str(path)!r} is not a file; give a state-dict "
                          "file saved with torch.save(model.state_dict(), path)")
+    load = _loader(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load(path)
     except Exception as err:
         raise ModelError(f"cannot read {path} as a state dict ({type(err).__name__}: {err}); "
-                         "give a file saved with torch.save(model.state_dict(), path)") from None
+                         "give a file saved with torch.save(model.state_dict(), path) or a "
+                         ".safetensors file") from None
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ModelError(f"{path} holds a {type(state).__name__}, not a state dict (parameter "
                          "name -> tensor); save one with torch.save(model.state_dict(), path)")
@@ -61,7 +78,7 @@ def pretrained_state_dict(arch: str, weights: str | None = None,
         raise ModelError("set either model.weights (download) or model.weights_path (a local "
                          f"file), not both; got {weights!r} and {str(weights_path)!r}")
     if weights_path:
-        return _read(weights_path)
+        return read_state_dict(weights_path)
     return _download(arch, weights) if weights else None
 
 

@@ -10,14 +10,13 @@ module (e.g. ResNet blocks' ``relu``), which captum's DeepLift cannot attribute 
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any
 
 import torchvision
 from torch import nn
 
-from sgt.errors import ModelError
+from sgt.models.names import check_model_name
 from sgt.models.pretrained import load_pretrained, no_inplace, pretrained_state_dict
 
 
@@ -36,11 +35,8 @@ def torchvision_model(name: str, num_classes: int = 10, weights: str | None = No
         weights_path: a local state-dict file of those weights instead.
         kwargs: passed on to the model's builder.
     """
-    known = classification_models()
-    if name not in known:
-        close = difflib.get_close_matches(name, known, n=5, cutoff=0.4)
-        raise ModelError(f"unknown torchvision classification model {name!r}; close names: "
-                         f"{close or known[:5]} (all: torchvision.models.list_models())")
+    check_model_name(name, classification_models(), "torchvision classification model",
+                     "torchvision.models.list_models()")
     model = torchvision.models.get_model(name, num_classes=num_classes, **kwargs)
     state = pretrained_state_dict(name, weights, weights_path)
     if state is not None:
