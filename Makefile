@@ -8,8 +8,8 @@ EPOCHS ?= 2
 
 .PHONY: install train test lint reproduce-mnist reproduce-timeseries reproduce-movies bench cifar10
 
-install:  ## install sgt and its dev tools (torch from this machine's disk when present)
-	$(PIP) install -e ".[dev]"
+install:  ## install sgt, its dev tools and the hf/timm extras (torch from this machine's disk when present)
+	$(PIP) install -e ".[dev,hf,timm]"
 
 train: install  ## SGT on MNIST with the paper's recipe, EPOCHS epochs (2: minutes on a CPU)
 	$(PYTHON) -m experiments.train trainer.max_epochs=$(EPOCHS)
@@ -35,8 +35,8 @@ reproduce-mnist: install  ## the paper's MNIST: regular vs SGT (k=0.5), accuracy
 	$(call SWEEP,mnist_comparison,$(DIR))
 	$(PYTHON) -m experiments.report $(DIR) --view mnist --labels regular SGT
 
-bench: install  ## SGT step vs plain step (CPU: BENCH_ARGS="--device cpu --batch-size 32 --iters 3 --precision fp32")
-	$(PYTHON) -m experiments.benchmark $(BENCH_ARGS)
+bench: install  ## the speed suite within BUDGET seconds into outputs/benchmark/<time> (CPU: BENCH_ARGS="--device cpu")
+	$(PYTHON) -m experiments.benchmark suite --budget $(or $(BUDGET),600) $(BENCH_ARGS)
 
 cifar10: install  ## CIFAR-10 ResNet18 with its recipe (30-epoch one-cycle SGD, bf16; GPU); K=0 regular
 	$(PYTHON) -m experiments.train dataset=cifar10 model=resnet18 sgt.k=$(or $(K),0.5)

@@ -1,134 +1,218 @@
-"""The benchmark: tiny CPU runs of every mode through the real configs, builders and module."""
+"""The benchmark suite: one quick CPU run of every section within its budget (the record's
+schema and every section's status, never its speed), comparing runs, and the original
+code's step it measures against."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import math
+import re
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from rich.console import Console
 
 from experiments import benchmark
-from experiments.runs.build import build
-from sgt.errors import SettingError
+from experiments.bench import SECTIONS, suite
+from experiments.bench.measure import Context, Figure
+from experiments.bench.paper_code import paper_code_step
+from experiments.bench.report import TARGETS
+from experiments.bench.startup import import_seconds
 from sgt.models import MNISTNet
-from sgt.module import SaliencyGuidedModule
-from tests.conftest import SHARED_DATA, needs_mnist
 
-TINY = ["--device", "cpu", "--datasets", "mnist", "--data", "random", "--batch-size", "8",
-        "--iters", "2", "--warmup", "1", "-o", "dataset.eval_batch_size=16"]
-
-
-@pytest.fixture
-def builds(monkeypatch) -> list[str]:
-    """The model classes the benchmark builds, through the runs layer's ``build``."""
-    built = []
-
-    def spy(cfg):
-        datamodule, module = build(cfg)
-        built.append(type(module.net).__name__)
-        return datamodule, module
-
-    monkeypatch.setattr(benchmark, "build", spy)
-    return built
+PLAIN = ("steps", "mnist fp32 plain: step")  # a figure every quick run measures first
+GONE = ("steps", "a figure this version no longer measures")
+SUITE_KEYS = {"command": str, "device": str, "device_type": str, "torch": str,
+              "commit": (str, type(None)), "dirty": (bool, type(None)), "python": str,
+              "threads": int, "budget_s": float, "quick": bool, "started": str,
+              "seconds": float}
+FIGURE_KEYS = {"section": str, "name": str, "median": float, "iqr": float, "n": int,
+               "unit": str, "note": str}
 
 
-def test_step_mode_times_every_variant_of_the_recipe_and_writes_json(tmp_path, monkeypatch,
-                                                                     builds):
-    calls = []
-    real = SaliencyGuidedModule.sgt_forward
-
-    def spy(self, x, y, masked=True):
-        calls.append(self.k)
-        return real(self, x, y, masked)
-
-    monkeypatch.setattr(SaliencyGuidedModule, "sgt_forward", spy)
-    out = tmp_path / "bench.json"
-    rows = benchmark.main([*TINY, "--precision", "fp32", "--out", str(out)])
-    assert [r.variant for r in rows] == ["plain", "sgt", "sgt_train_sal", "sgt_concat",
-                                         "paper_code"]
-    assert set(builds) == {"MNISTNet"}  # the MNIST recipe's model, from the configs
-    assert calls.count(0.0) == 3 and calls.count(0.5) == 9  # (warmup + iters) per variant
-    saved = json.loads(out.read_text())
-    assert saved["mode"] == "step" and saved["hardware"] == "cpu" and len(saved["rows"]) == 5
-    by_variant = {r["variant"]: r for r in saved["rows"]}
-    assert by_variant["plain"]["vs_plain"] == 1.0
-    assert by_variant["paper_code"]["vs_paper_code"] is None
-    for row in saved["rows"]:
-        assert row["ms_per_step"] > 0 and row["images_per_s"] == pytest.approx(
-            8000 / row["ms_per_step"])
-    sgt = by_variant["sgt"]
-    assert sgt["vs_paper_code"] == pytest.approx(
-        sgt["ms_per_step"] / by_variant["paper_code"]["ms_per_step"])
+def old_record(*figures: tuple[tuple[str, str], float]) -> dict:
+    return {"suite": {"device": "old machine", "commit": "0123abc"},
+            "figures": [{"section": section, "name": name, "median": median, "iqr": 0.0,
+                         "n": 1, "unit": "s", "note": ""} for (section, name), median in figures]}
 
 
-def test_loop_mode_times_the_step_inside_trainer_fit_against_the_bare_step(
-        tmp_path, monkeypatch, capsys, builds):
-    steps = []
-    real = SaliencyGuidedModule.training_step
-    monkeypatch.setattr(SaliencyGuidedModule, "training_step",
-                        lambda self, batch, i: steps.append(i) or real(self, batch, i))
-    out = tmp_path / "loop.json"
-    rows = benchmark.main(["loop", *TINY, "-o", "trainer.enable_progress_bar=false",
-                           "--loop-variants", "plain,sgt", "--out", str(out)])
-    assert steps == [0, 1, 2] * 2  # Trainer.fit ran warmup + iters real steps per variant
-    assert builds == ["MNISTNet"] * 4  # per variant: the fitted module and the bare one
-    assert [(r.variant, r.data, r.batch_size, r.precision) for r in rows] == [
-        ("plain", "random", 8, "fp32"), ("sgt", "random", 8, "fp32")]
-    saved = json.loads(out.read_text())["rows"]
-    for row in saved:
-        assert row["loop_ms_per_step"] > 0 and row["step_ms_per_step"] > 0
-        assert row["loop_vs_step"] == pytest.approx(
-            row["loop_ms_per_step"] / row["step_ms_per_step"])
-    printed = capsys.readouterr().out
-    assert "step inside Trainer.fit vs the bare step, cpu" in printed
-    assert all(f" {row['loop_vs_step']:.2f} " in printed for row in saved)  # the ratios
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, str]:
+    """One ``suite --quick --budget 60`` on the CPU, compared with a made-up earlier run:
+    its record, its folder and what it printed."""
+    folder = tmp_path_factory.mktemp("bench")
+    old = folder / "old.json"
+    old.write_text(json.dumps(old_record((PLAIN, 1.0), (GONE, 2.0))))
+    printed, threads = io.StringIO(), torch.get_num_threads()
+    start = time.monotonic()
+    try:
+        with contextlib.redirect_stdout(printed):
+            record = benchmark.main(["suite", "--device", "cpu", "--quick", "--budget", "60",
+                                     "--threads", "1", "--out", str(folder / "out"),
+                                     "--compare", str(old)])
+    finally:
+        torch.set_num_threads(threads)
+    record["wall"] = time.monotonic() - start
+    return record, folder / "out", printed.getvalue()
 
 
-def test_inprocess_startup_phases_of_the_recipe(tmp_path):
-    args = benchmark.parse_args(["startup", *TINY, "--work", str(tmp_path)])
-    rows = benchmark.inprocess_phases("mnist", args)
-    assert [r.phase for r in rows] == [
-        "compose the config", "build (network, module, datamodule object)",
-        "data (read, check, split)", "model to the device, configure_model",
-        "first step (incl. compile)"]
-    assert all(r.seconds >= 0 and r.source == "in-process" for r in rows)
+def test_the_record_has_every_key_with_its_type_and_is_what_was_written(quick_run) -> None:
+    record, out, _ = quick_run
+    saved = json.loads((out / "benchmark.json").read_text())
+    assert set(saved) == {"suite", "sections", "figures", "targets"}
+    assert set(saved["suite"]) == set(SUITE_KEYS)
+    for key, kind in SUITE_KEYS.items():
+        assert isinstance(saved["suite"][key], kind), key
+    assert saved["suite"]["device_type"] == "cpu" and saved["suite"]["quick"] is True
+    assert saved["suite"]["torch"] == torch.__version__ and saved["suite"]["threads"] == 1
+    for fig in saved["figures"]:
+        assert set(fig) == set(FIGURE_KEYS)
+        for key, kind in FIGURE_KEYS.items():
+            assert isinstance(fig[key], kind), (fig, key)
+        assert fig["unit"] in ("s", "x") and fig["section"] in SECTIONS
+    assert saved["figures"] == record["figures"]
 
 
-@pytest.mark.slow  # ~16 s: a real evaluate command under the profiler
-@needs_mnist
-def test_eval_mode_splits_a_real_commands_start_up_and_the_evaluation(tmp_path):
-    """One real ``experiments.train`` step in a fresh process, then the evaluation of it."""
-    out = tmp_path / "eval.json"
-    rows = benchmark.main([
-        "eval", "--device", "cpu", "--datasets", "mnist", "-o", f"paths.data_dir={SHARED_DATA}",
-        "-o", "dataset.batch_size=8", "-o", "dataset.eval_batch_size=16",
-        "-e", "eval.methods=[grad,random]", "-e", "eval.metric.limit_batches=1",
-        "-e", "eval.batch_size=8", "-e", "eval.num_examples=2", "--no-import-time",
-        "--work", str(tmp_path / "work"), "--out", str(out)])
-    command = {r.phase: r.seconds for r in rows if r.source == "command"}
-    parts = ["imports (python -X importtime; all of the process's)",
-             "config, checks, model, data read (to callbacks built)",
-             "Trainer, Lightning set-up (to the first batch)", "first step (incl. compile)"]
-    assert sum(command[p] for p in parts) == pytest.approx(
-        command["= command → first step done"])
-    assert command[parts[0]] > 0 and command[parts[3]] > 0
-    assert command["  of the imports: torch"] > 0
-    evaluation = {r.phase for r in rows if r.source == "evaluation"}
-    assert evaluation == {
-        "start-up: compose the config", "model: build, read checkpoint, to the device",
-        "data: read, to the device", "attribution: grad", "attribution: random",
-        "evaluation: masking, forwards, counting", "examples (attributions of a few inputs)",
-        "writing files (json, csv, yaml, examples)", "figures",
-        "other (checks, result, logging)"}
-    assert len(json.loads(out.read_text())["rows"]) == len(rows)
-    # the evaluation wrote into the benchmark's copy of the run, not into the run
-    assert not (tmp_path / "work" / "run_mnist" / "eval").exists()
-    assert (tmp_path / "work" / "eval_mnist" / "eval" / "accuracy_drop.json").is_file()
+def test_every_section_ran_or_says_why_not_and_the_budget_held(quick_run) -> None:
+    record, _, _ = quick_run
+    assert [s["name"] for s in record["sections"]] == list(SECTIONS)
+    for section in record["sections"]:
+        assert section["status"] in suite.STATUSES and section["seconds"] >= 0
+        figures = [f for f in record["figures"] if f["section"] == section["name"]]
+        if section["status"] == "ran":
+            assert figures and section["reason"] == "", section
+        else:
+            assert section["reason"], section
+        for fig in figures:
+            assert math.isfinite(fig["median"]) and fig["median"] > 0, fig
+            assert math.isfinite(fig["iqr"]) and fig["iqr"] >= 0 and fig["n"] >= 1, fig
+    assert record["sections"][0]["status"] == "ran"  # the steps come first and are cheap
+    assert record["suite"]["seconds"] < record["wall"] < 60 + 15  # the budget, then writing
 
 
-def test_paper_code_step_masks_the_same_count_with_the_originals_rng(monkeypatch):
-    """The baseline really is the original's algorithm: numpy fills, k·H·W pixels."""
+def test_targets_are_open_on_a_cpu_and_name_figures_the_suite_makes(quick_run) -> None:
+    record, _, _ = quick_run
+    made = {(f["section"], f["name"]) for f in record["figures"]}
+    ran = {s["name"] for s in record["sections"] if s["status"] == "ran"}
+    assert len(record["targets"]) == len(TARGETS)
+    for target in record["targets"]:
+        assert target["verdict"] == "not measured"  # a CPU run is not held to a GPU target
+        if target["section"] in ran and target["section"] != "epochs":
+            assert (target["section"], target["figure"]) in made, target
+    assert ("epochs", "mnist sgt: epoch") in made or "epochs" not in ran
+
+
+def test_the_markdown_names_every_section_and_the_targets(quick_run) -> None:
+    record, out, _ = quick_run
+    text = (out / "benchmark.md").read_text()
+    for section in record["sections"]:
+        assert f"## {section['name']}: {section['status'].replace('_', ' ')}" in text
+    assert "## Targets" in text and "MNIST SGT loop ÷ step | ≤ 1.15×" in text
+    assert record["suite"]["command"] in text
+
+
+def test_compare_prints_each_figures_ratio_to_the_earlier_run(quick_run) -> None:
+    record, _, printed = quick_run
+    new = {(f["section"], f["name"]): f["median"] for f in record["figures"]}
+    compared = printed[printed.index("new (CPU"):]
+    row = next(line for line in compared.splitlines() if PLAIN[1] in line)
+    assert row.rstrip(" │").endswith(f"{new[PLAIN] / 1.0:.2f}")
+    gone = next(line for line in compared.splitlines() if GONE[1] in line)
+    assert "2 s" in gone and gone.rstrip(" │").endswith("–")  # only in the old run
+
+
+def test_compare_of_a_doctored_copy_gives_the_ratio(quick_run, tmp_path, capsys) -> None:
+    _, out, _ = quick_run
+    doctored = json.loads((out / "benchmark.json").read_text())
+    halved = doctored["figures"][0]
+    halved["median"] /= 2
+    (tmp_path / "old.json").write_text(json.dumps(doctored))
+    assert benchmark.main(["compare", str(out / "benchmark.json"),
+                           str(tmp_path / "old.json")]) is None
+    lines = capsys.readouterr().out.splitlines()
+    row = next(line for line in lines if halved["name"] in line)
+    assert row.rstrip(" │").endswith("2.00")
+    assert all(line.rstrip(" │").endswith("1.00") for line in lines
+               if any(f["name"] in line for f in doctored["figures"][1:])
+               and f" {halved['name']} " not in line)
+
+
+def test_past_the_deadline_no_section_starts(tmp_path) -> None:
+    ctx = Context(torch.device("cpu"), True, time.monotonic() - 1, work=tmp_path)
+    figures, results = suite.run_suite(ctx, SECTIONS, Console(quiet=True))
+    assert figures == []
+    assert {(r.status, r.reason) for r in results} == {
+        ("out_of_budget", "the budget was spent before it started")}
+
+
+def test_a_section_running_at_the_deadline_is_stopped_there_keeping_its_figures(
+        tmp_path, monkeypatch) -> None:
+    def slow(ctx):
+        yield Figure("steps", "one", 1.0, 0.0, 1)
+        time.sleep(30)
+        yield Figure("steps", "two", 1.0, 0.0, 1)
+
+    monkeypatch.setattr(suite, "load_section", lambda name: slow)
+    ctx = Context(torch.device("cpu"), True, time.monotonic() + 0.5, work=tmp_path)
+    figures, results = suite.run_suite(ctx, ["steps"], Console(quiet=True))
+    assert [f.name for f in figures] == ["one"]
+    assert (results[0].status, results[0].reason) == (
+        "out_of_budget", "the budget ran out during it, after 1 figures")
+    assert results[0].seconds < 5
+
+
+def test_a_failing_section_keeps_its_figures_and_says_why(tmp_path, monkeypatch) -> None:
+    def broken(ctx):
+        yield Figure("steps", "one", 1.0, 0.0, 1)
+        raise RuntimeError("no such kernel\nand more")
+
+    monkeypatch.setattr(suite, "load_section", lambda name: broken)
+    ctx = Context(torch.device("cpu"), True, time.monotonic() + 60, work=tmp_path)
+    figures, results = suite.run_suite(ctx, ["steps"], Console(quiet=True))
+    assert [f.name for f in figures] == ["one"]
+    assert results[0].status == "failed" and results[0].reason == "RuntimeError: no such kernel"
+
+
+@pytest.mark.parametrize("argv", [["warp"], ["suite", "--budget", "0"],
+                                  ["suite", "--budget", "nan"], ["suite", "--threads", "0"],
+                                  ["compare", "new.json"], ["steps", "stray.json"],
+                                  ["suite", "--device", "tpu"]])
+def test_bad_flags_are_refused_before_any_work(argv, capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        benchmark.parse_args(argv)
+    assert exited.value.code == 2
+    assert argv[-1] in capsys.readouterr().err
+
+
+def test_an_earlier_run_is_never_overwritten(quick_run, capsys) -> None:
+    _, out, _ = quick_run
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["suite", "--out", str(out)])
+    assert f"--out {out} holds an earlier benchmark.json" in capsys.readouterr().err
+
+
+def test_compare_refuses_a_file_that_is_not_a_benchmark_record(tmp_path) -> None:
+    bad = tmp_path / "metrics.json"
+    bad.write_text(json.dumps({"val/acc": 0.9}))
+    with pytest.raises(SystemExit, match=re.escape(f"{bad} is not a benchmark.json")):
+        benchmark.main(["compare", str(bad), str(bad)])
+
+
+def test_import_seconds_sums_the_top_level_imports() -> None:
+    log = ("import time: self [us] | cumulative | imported package\n"
+           "import time:       100 |        200 |   torch._C\n"
+           "import time:      1000 |    1500000 | torch\n"
+           "import time:        50 |     250000 | hydra\n")
+    assert import_seconds(log) == pytest.approx(1.75)
+
+
+def test_paper_code_step_masks_the_same_count_with_the_originals_rng(monkeypatch) -> None:
+    """The baseline really is the original's algorithm: numpy fills, k·H·W pixels, a step."""
     draws = []
     real_uniform = np.random.uniform
 
@@ -141,22 +225,7 @@ def test_paper_code_step_masks_the_same_count_with_the_originals_rng(monkeypatch
     net = MNISTNet()
     before = [p.detach().clone() for p in net.parameters()]
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    step = benchmark.paper_code_step(net, optimizer, torch.device("cpu"), "fp32")
+    step = paper_code_step(net, optimizer, torch.device("cpu"), "32-true")
     step(torch.randn(3, 1, 28, 28), torch.tensor([1, 2, 3]))
     assert draws == [392] * 3  # one draw per sample and channel: 50 % of 28 × 28
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
-
-
-def test_bad_flags_are_refused():
-    for argv in (["--variants", "alexnet"], ["--batch-size", "0"], ["warp"],
-                 ["loop", "--iters", "0"]):
-        with pytest.raises(SystemExit):
-            benchmark.parse_args(argv)
-
-
-def test_random_data_is_refused_for_a_dataset_without_a_stand_in(tmp_path):
-    args = benchmark.parse_args(["loop", *TINY, "--work", str(tmp_path)])
-    datamodule, _ = build(benchmark.train_config("timeseries", args))
-    with pytest.raises(SettingError, match="no random stand-in for"):
-        benchmark.use_random_data(datamodule, 8)
-

@@ -89,6 +89,7 @@ def test_cli_end_to_end_on_a_checkpoint_file(run: Path, tmp_path: Path) -> None:
     assert f"results: {run / 'eval' / 'cli.json'}" in done.stdout
 
 
+@pytest.mark.slow  # a CLI start, ~15 s; test_evaluation_safety checks evaluate's one-line refusals
 def test_cli_missing_run_dir_is_one_line_and_exit_2(tmp_path: Path) -> None:
     missing = tmp_path / "no_such_run"
     done = run_cli(f"ckpt_path={missing}", f"hydra.run.dir={tmp_path / 'job'}")

@@ -187,7 +187,8 @@ def test_compiled_sgt_step_matches_eager():
 
 @needs_cifar10
 @pytest.mark.parametrize("overrides", [
-    pytest.param(["experiment=cifar10_paper"], id="paper"),
+    pytest.param(["experiment=cifar10_paper"], id="paper",
+                 marks=pytest.mark.slow),  # the cifar10 path with another schedule; ~17 s
     pytest.param(["dataset=cifar10", "model=torchvision", "model.name=resnet18",
                   "trainer.precision=bf16-mixed", "sgt.channels_last=true"],
                  id="torchvision-resnet18-bf16-channels-last"),

@@ -159,7 +159,7 @@ def test_import_sgt_registers_the_fill() -> None:
 def test_too_few_iterations_is_an_error_not_a_silent_guess() -> None:
     g = torch.Generator().manual_seed(4)
     images = torch.randn(2, 3, 12, 12, generator=g, dtype=torch.float64)
-    missing = torch.rand(2, 12, 12, generator=g) < 0.9
+    missing = torch.rand(2, 12, 12, generator=g) < 0.5  # scattered: conjugate gradients
     with pytest.raises(RuntimeError, match="did not reach tol=1e-08 in 2 iterations"):
         linear_imputation(images, missing, max_iter=2)
 

@@ -205,6 +205,7 @@ def test_a_ddp_sweep_is_two_runs_of_two_processes_each(tmp_path: Path) -> None:
         "GLOBAL_RANK: 1, MEMBER: 2/2") == 2  # no DDP child started a sweep of its own
 
 
+@pytest.mark.slow  # two CLI starts, ~23 s
 def test_ddp_with_a_parallel_launcher_or_an_uneven_batch_is_refused(tmp_path: Path) -> None:
     done = sweep("sgt.k=0,0.5", "trainer=ddp", "hydra/launcher=local_parallel",
                  f"hydra.sweep.dir={tmp_path / 'a'}")
@@ -253,6 +254,7 @@ def test_each_job_at_once_takes_its_own_gpu(tmp_path: Path) -> None:
             del os.environ["SGT_GPU_COUNT"]
 
 
+@pytest.mark.slow  # ~11 s
 def test_slurm_config_requeues_and_a_requeued_sweep_needs_ckpt_path_auto(tmp_path: Path) -> None:
     with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS)):
         cfg = compose("train.yaml", ["hydra/launcher=slurm_gpu", "grid=timeseries_table2"],

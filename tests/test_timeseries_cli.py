@@ -168,7 +168,8 @@ def test_train_cli_bad_layout_is_one_line_naming_the_layouts(tmp_path: Path) -> 
     (["dataset.process=Gaussian,Sine"], "dataset.process must be one of"),
     pytest.param(["model=tcn,rnn"], "Could not find 'model/rnn'",
                  marks=pytest.mark.slow),  # Hydra's own check; ~16 s
-    (["dataset.time_steps=5"], "dataset.time_steps must be an integer >= 10"),
+    pytest.param(["dataset.time_steps=5"], "dataset.time_steps must be an integer >= 10",
+                 marks=pytest.mark.slow),  # the same refusal path as the first case; ~13 s
 ])
 def test_a_bad_job_of_the_grid_is_refused_before_any_folder(
         tmp_path: Path, args: list[str], message: str) -> None:

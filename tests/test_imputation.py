@@ -1,0 +1,166 @@
+"""ROAD's linear imputation against the reference's per-image sparse direct solve (scipy
+``spsolve``), through both solvers (the exact row sweep and conjugate gradients) and the
+dispatch between them; and the benchmark section that times it."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor
+
+import sgt.imputation as imputation
+from experiments.bench import road
+from experiments.bench.measure import Context
+from sgt.imputation import linear_imputation, twelve_neighbour_sum
+from tests.test_road import reference_imputation
+
+pytest.importorskip("scipy")
+CPU = torch.device("cpu")
+
+
+def spsolve(images: Tensor, missing: Tensor) -> Tensor:
+    """Per image: the reference's sparse system solved by ``scipy.sparse.linalg.spsolve``."""
+    return torch.from_numpy(road.spsolve_all(images, missing))
+
+
+def square(batch: int, size: tuple[int, int], top: int, left: int, side: int) -> Tensor:
+    missing = torch.zeros(batch, *size, dtype=torch.bool)
+    missing[:, top:top + side, left:left + side] = True
+    return missing
+
+
+def solver(name: str, images: Tensor, missing: Tensor) -> Tensor:
+    """One solver on the whole batch, bypassing the dispatch."""
+    m = missing.unsqueeze(1).double()
+    known = images.double() * (1 - m)
+    twelve_s = twelve_neighbour_sum(known.new_ones(images.shape[-2:])) - 4
+    rhs = twelve_neighbour_sum(known) * m
+    if name == "direct":
+        return known + imputation._direct(rhs, missing, twelve_s)
+    return known + imputation._conjugate_gradients(rhs, m, twelve_s, 1e-10, None)
+
+
+def masks(kind: str, batch: int, size: tuple[int, int], g: torch.Generator) -> Tensor:
+    if kind.startswith("scattered"):
+        return torch.rand(batch, *size, generator=g) < float(kind.split()[1])
+    if kind == "block":  # a square in the middle, away from the edge
+        return square(batch, size, size[0] // 4, size[1] // 4, min(size) // 2)
+    if kind == "corner":  # touches two edges
+        return square(batch, size, 0, 0, min(size) // 2 + 1)
+    if kind == "strip":  # a band along the top edge: wider than tall (the sweep turns)
+        missing = torch.zeros(batch, *size, dtype=torch.bool)
+        missing[:, :3, 1:] = True
+        return missing
+    raise ValueError(kind)
+
+
+KINDS = ["scattered 0.5", "scattered 0.9", "block", "corner", "strip"]
+
+
+def test_the_spsolve_baseline_is_the_references_system() -> None:
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(3, 2, 6, 7, generator=g, dtype=torch.float64)
+    missing = torch.rand(3, 6, 7, generator=g) < 0.6
+    missing[:, 0, 0] = False
+    expected = torch.stack([reference_imputation(i, m) for i, m in zip(images, missing,
+                                                                        strict=True)])
+    assert torch.allclose(spsolve(images, missing), expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_fill_equals_the_per_image_sparse_solve(kind: str, channels: int,
+                                                    dtype: torch.dtype) -> None:
+    g = torch.Generator().manual_seed(1)
+    images = torch.rand(6, channels, 16, 16, generator=g).to(dtype)
+    missing = masks(kind, 6, (16, 16), g)
+    out = linear_imputation(images, missing)
+    assert out.dtype == torch.float64
+    assert (out - spsolve(images, missing)).abs().max() < 1e-6
+    assert torch.equal(out[~missing[:, None].expand_as(out)],
+                       images.double()[~missing[:, None].expand_as(out)])
+
+
+@pytest.mark.parametrize("name", ["direct", "iterative"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_solver_alone_equals_the_sparse_solve(name: str, kind: str) -> None:
+    g = torch.Generator().manual_seed(2)
+    images = torch.randn(4, 3, 9, 13, generator=g, dtype=torch.float64)  # not square
+    missing = masks(kind, 4, (9, 13), g)
+    missing[:, 4, 6] = False  # a kept pixel in every image
+    assert (solver(name, images, missing) - spsolve(images, missing)).abs().max() < 1e-8
+
+
+def test_deep_holes_go_to_the_exact_solve_and_scattered_pixels_do_not() -> None:
+    g = torch.Generator().manual_seed(3)
+    scattered = torch.rand(2, 32, 32, generator=g) < 0.5
+    # a 6 × 6 square has 16 pixels with no kept neighbour (1/64 of 32 × 32), a 5 × 5 one 9
+    holes = torch.cat([scattered, square(1, (32, 32), 10, 3, 6), square(1, (32, 32), 0, 0, 5)])
+    assert imputation._deep_holes(holes).tolist() == [False, False, True, False]
+
+
+def test_a_batch_split_between_the_solvers_is_solved_alike(monkeypatch) -> None:
+    g = torch.Generator().manual_seed(4)
+    images = torch.rand(6, 3, 20, 20, generator=g)
+    missing = torch.cat([masks("scattered 0.5", 3, (20, 20), g),
+                         masks("corner", 2, (20, 20), g), masks("block", 1, (20, 20), g)])
+    expected = spsolve(images, missing)
+    assert imputation._deep_holes(missing).tolist() == [False] * 3 + [True] * 3
+    assert (linear_imputation(images, missing) - expected).abs().max() < 1e-6
+    # the exact solve in chunks of one image (a small memory budget) gives the same
+    monkeypatch.setattr(imputation, "DIRECT_BYTES", 1)
+    assert (linear_imputation(images, missing) - expected).abs().max() < 1e-6
+
+
+def test_nothing_missing_one_pixel_kept_and_no_pixel_kept() -> None:
+    g = torch.Generator().manual_seed(5)
+    images = torch.rand(3, 3, 12, 12, generator=g)
+    missing = torch.ones(3, 12, 12, dtype=torch.bool)
+    missing[0] = False  # nothing to impute
+    missing[1, 7, 2] = False  # one kept pixel: every removed one takes its value
+    out = linear_imputation(images, missing)
+    assert torch.equal(out[0], images[0].double())
+    assert (out[1] - images[1, :, 7, 2].double()[:, None, None]).abs().max() < 1e-9
+    assert (out[1] - spsolve(images[1:2], missing[1:2])[0]).abs().max() < 1e-6
+    assert torch.equal(out[2], torch.zeros_like(out[2]))  # no kept pixel: 0, as documented
+
+
+def test_the_solve_runs_on_one_cpu_thread_and_restores_the_setting(monkeypatch) -> None:
+    seen = []
+    real = imputation._imputation
+    monkeypatch.setattr(imputation, "_imputation",
+                        lambda *a: seen.append(torch.get_num_threads()) or real(*a))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        linear_imputation(torch.rand(1, 1, 4, 4), torch.rand(1, 4, 4) < 0.5)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.slow  # ~9 s; test_benchmark's quick suite runs this section too
+def test_the_road_benchmark_section_compares_every_mask_shape() -> None:
+    ctx = Context(device=CPU, quick=True, deadline=time.monotonic() + 30)
+    figures = {f.name: f for f in road.run(ctx)}
+    for shape in road.SHAPES:
+        for name in ("ours", "spsolve per image", "ours vs spsolve"):
+            assert figures[f"{shape}: {name}"].median > 0
+        assert figures[f"{shape}: ours vs spsolve"].unit == "x"
+        assert float(figures[f"{shape}: ours vs spsolve"].note.split()[-1]) < 1e-6
+    assert any(name.startswith("imputation per 10 000") for name in figures)
+    assert all(f.section == "road" and f.n >= 1 for f in figures.values())
+
+
+def test_the_section_stops_at_its_deadline() -> None:
+    ctx = Context(device=CPU, quick=True, deadline=time.monotonic() - 1)
+    assert list(road.run(ctx)) == []
+
+
+def test_spsolve_one_handles_an_image_with_nothing_missing() -> None:
+    image = np.random.default_rng(0).random((2, 3, 3))
+    assert np.array_equal(road.spsolve_one(image, np.zeros((3, 3), dtype=bool)), image)
