@@ -224,9 +224,9 @@ def _deep_holes(missing: Tensor) -> Tensor:
 
 
 @contextmanager
-def _one_cpu_thread(device: torch.device) -> Iterator[None]:
-    """Run torch on one CPU thread inside (a no-op on other devices); see the module
-    docstring for why."""
+def one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """Run torch on one CPU thread inside (a no-op on other devices): small operations on a
+    machine whose other cores are busy; see the module docstring for why."""
     if device.type != "cpu":
         yield
         return
@@ -257,7 +257,7 @@ def linear_imputation(images: Tensor, missing: Tensor, tol: float = 1e-8,
         no kept pixel has nothing to average and gets 0 there (the reference's matrix is
         singular then).
     """
-    with _one_cpu_thread(images.device):
+    with one_cpu_thread(images.device):
         return _imputation(images, missing, tol, max_iter)
 
 
@@ -355,4 +355,4 @@ class NoisyLinearFill:
         return torch.where(selected.unsqueeze(-1), imputed, features)
 
 
-__all__ = ["NoisyLinearFill", "linear_imputation", "twelve_neighbour_sum"]
+__all__ = ["NoisyLinearFill", "linear_imputation", "one_cpu_thread", "twelve_neighbour_sum"]

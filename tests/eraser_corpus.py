@@ -17,13 +17,13 @@ import contextlib
 import functools
 import json
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from sgt.data.eraser import TASKS
+from sgt.imputation import one_cpu_thread
 
 FILLER = ("the", "a", "film", "story", "it", "was", "and", "of", "to", "in", "on", "with",
           "some", "many", "people", "said", "that", "year", "city", "team")
@@ -123,15 +123,9 @@ def datamodule(tmp: Path, task: str, sizes: tuple[int, int, int] = (120, 24, 24)
     return dm, written
 
 
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
+def single_thread() -> contextlib.AbstractContextManager[None]:
     """Tiny models on a shared 2-core machine: more intra-op threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    return one_cpu_thread(torch.device("cpu"))
 
 
 @functools.cache

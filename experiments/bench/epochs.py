@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from experiments.bench.cases import TRAIN_IMAGES, datasets, fit, train_config
 from experiments.bench.measure import Context, Figure, figure, from_samples
-from experiments.train import EpochTimer
+from experiments.runs.timing import EpochTimer
 
 SECTION = "epochs"
 VARIANTS = {"sgt": "sgt.k=0.5", "plain": "sgt.k=0"}

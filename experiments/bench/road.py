@@ -179,8 +179,9 @@ def comparison(ctx: Context, images: Tensor, labels: Tensor, steps: int, source:
         if ctx.seconds_left() <= 0:
             return
         missing = masks(shape, images, labels, steps)
-        note = (f"{len(images)} {source} images, {100 * missing.float().mean():.0f} % "
-                f"removed, {torch.get_num_threads()} thread(s)")
+        note = (f"{len(images)} {source} images, {100 * missing.float().mean():.0f} % removed, "
+                + ("one CPU thread each" if images.device.type == "cpu"  # SuperLU is serial
+                   else f"ours on {images.device.type}, spsolve on one CPU thread"))
         ours = [lambda missing=missing: linear_imputation(images, missing)]
         if not have_scipy:
             yield figure(SECTION, f"{shape}: ours", alternating(ours, ctx, 1)[0], note=note)
@@ -217,13 +218,13 @@ def throughput(ctx: Context) -> Iterator[Figure]:
                                               count_include_pad=False)
                 selected = select_features(scores.flatten(1), fraction, lowest=False)
 
-                def run(features: Tensor = features, selected: Tensor = selected,
+                def fill_batch(features: Tensor = features, selected: Tensor = selected,
                         grid: tuple[int, int] = (height, width),
                         noise: torch.Generator = generator) -> Tensor:
                     return fill(features, selected=selected, valid=None, generator=noise,
                                 grid=grid)
 
-                measured = time_it(run, run_time(ctx), SECTION)
+                measured = time_it(fill_batch, run_time(ctx), SECTION)
                 yield figure(SECTION, f"imputation per 10 000 {size} images, "
                              f"{100 * fraction:g} % {layout}", measured,
                              scale=10_000 / count, note=f"batches of {count}")
