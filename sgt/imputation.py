@@ -12,32 +12,32 @@ For removed pixel ``i`` with in-image neighbours ``j`` this is one linear equati
 
 with the kept ``x_j`` moved to the right-hand side: the reference's sparse system, one per
 image (docs/paper.md §3(f)). The matrix depends on the mask only; every channel has its own
-right-hand side, so each ``(image, channel)`` is one system.
+right-hand side, so each ``(image, channel)`` is one system, symmetric (``w_ij = w_ji``) and
+positive definite whenever a kept pixel exists.
 
 Instead of assembling and factorising a matrix per image (the reference: scipy ``spsolve`` in
-a Python loop), all systems of a batch are solved at once in float64, by one of two solvers,
-chosen per image because neither is fast on every mask (measured on 100 CIFAR-10 images,
-experiments/bench/road.py):
+a Python loop), all systems of a batch are solved at once, by one of two solvers chosen per
+image because neither is fast on every mask (measured on CIFAR-10, experiments/bench/road.py):
 
-- *Conjugate gradients* with a Jacobi preconditioner. The matrix is symmetric
-  (``w_ij = w_ji``) and positive definite whenever a kept pixel exists, and its product
-  with a vector is a 3 × 3 stencil, so an iteration is a few element-wise passes over the
-  batch. Where every removed pixel is near a kept one (scattered masks) it needs ~25
-  iterations and is the fastest; but the iterations grow with the holes' width (~50 for a
-  16 × 16 square, 236 for 112 × 112), and there it loses to the reference.
-- *An exact row sweep* (:func:`_row_sweep`): the system in row order is block tridiagonal,
-  and block Gaussian elimination solves it with one batched ``w × w`` Cholesky
-  factorisation per row, on each image's bounding window of its holes. Its cost does not
-  depend on the holes' shape and shrinks with the window (a 16 × 16 square: 16 rows of
-  16 × 16 blocks), so large and clustered holes (MoRF masks) go there: an image with at
-  least ``DEEP_SHARE`` of its pixels deep inside a hole (no kept neighbour).
+- *Conjugate gradients* (:func:`_conjugate_gradients`), for holes that are thin somewhere
+  everywhere (scattered pixels, MoRF's ragged clusters, 90 % removed): the product with
+  the matrix is a 3 × 3 stencil, so an iteration is a few passes over the batch, and the
+  iterations grow with the holes' width. The passes are bound by memory, so the iterations
+  run in float32 and correct the float64 residual of the last round (mixed-precision
+  iterative refinement: two rounds of a 1e-4 reduction reach float64's 1e-8), and systems
+  leave the batch as they converge.
+- *An exact row sweep* (:func:`_row_sweep`), for images whose holes fit a small window or
+  are wide (blocks: conjugate gradients would need ~50 iterations for a 16 × 16 square, 236
+  for 112 × 112): in row order the system is block tridiagonal, and block Gaussian
+  elimination solves it with one batched ``w × w`` Cholesky factorisation per row of each
+  image's bounding window of its holes, whatever their shape.
 
 Both run on any device with torch operations alone (no host round trip, no scipy); the
 sweep stores ``h`` inverses of ``w × w`` per image, so it takes the batch in chunks of
-``DIRECT_BYTES``. On the CPU the solve runs on one thread: its operations are small (one
-batch of 32 × 32 blocks, one stencil pass), so a second thread gains little, and on a
-machine whose other core is busy every parallel section waits for it, which made the fill
-5-20 × slower with 2 threads than with 1 on the project's loaded 2-core machine.
+``DIRECT_BYTES``. On the CPU the solve runs on one thread: its operations are small and
+bound by memory, so a second thread gains little, and on a machine whose other core is busy
+every parallel section waits for it, which made the fill 5-20 × slower with 2 threads than
+with 1 on the project's loaded 2-core machine.
 """
 
 from __future__ import annotations
@@ -52,8 +52,10 @@ from torch import Tensor
 from sgt.errors import SettingError
 from sgt.masking import FILLS
 
-DEEP_SHARE = 1 / 64  # this share of pixels deep inside holes sends an image to the exact solve
 DIRECT_BYTES = 2**28  # memory for the exact solve's stored inverses, per chunk of the batch
+ROUND_TOL = 1e-4  # each float32 conjugate-gradient round's residual reduction
+COMPACT_EVERY = 8  # iterations between dropping converged systems from the batch
+TINY = torch.finfo(torch.float32).tiny
 
 
 def _tent(u: Tensor, dim: int) -> Tensor:
@@ -75,52 +77,168 @@ def twelve_neighbour_sum(u: Tensor) -> Tensor:
     return _tent(_tent(u, -2), -1)
 
 
-def _conjugate_gradients(rhs: Tensor, m: Tensor, twelve_s: Tensor, tol: float,
-                         max_iter: int | None) -> Tensor:
-    """``x (B, C, H, W)`` solving every image's system by Jacobi-preconditioned CG.
+def _padded(t: Tensor) -> Tensor:
+    """``(N, H, W) -> (N, (H + 1) (W + 1))``: each image with a zero column and a zero row
+    appended, flattened. In this layout a pixel's neighbours lie at flat offsets ``±1`` and
+    ``±(W + 1)`` and an out-of-image neighbour reads a zero, so the stencil is four shifted
+    adds over the whole batch at once, on contiguous memory."""
+    return F.pad(t, (0, 1, 0, 1)).flatten(1)
 
-    ``rhs``: the kept neighbours' share, 0 at kept pixels; ``m (B, 1, H, W)``: 1 at missing
-    pixels; ``twelve_s (H, W)``: ``12 s_i``, the diagonal (times 12).
+
+class _Stencil:
+    """The systems' matrix (times 12) on the padded layout, for vectors that are 0 at kept
+    pixels: ``(12 s_i + 4) u_i - (tent ⊗ tent)(u)_i`` at missing pixels, 0 at kept ones.
+
+    ``negated (N, P)``: -1 at missing pixels, 0 elsewhere (float32, exact in any dtype);
+    ``diagonal (P,)``: ``12 s_i + 4``, in the dtype the stencil works in.
+    The input goes into :attr:`vector`, a view of a buffer whose zero margins keep every
+    shifted read inside it. The iterations reuse these buffers: a fresh multi-megabyte
+    tensor per operation costs more in page faults than the operation itself.
     """
-    height, width = rhs.shape[-2:]
-    diagonal = twelve_s + 4  # ``twelve_neighbour_sum`` also counts 4 u_i
-    # Jacobi preconditioner 1 / (12 s_i); a 1 × 1 image has no neighbour (s = 0)
-    inv_diagonal = torch.where(twelve_s > 0, 1 / twelve_s, 0.0)
 
-    def matvec(u: Tensor) -> Tensor:  # the matrix on vectors that are 0 at kept pixels
-        return twelve_neighbour_sum(u).neg_().addcmul_(diagonal, u).mul_(m)
+    def __init__(self, negated: Tensor, diagonal: Tensor, width: int) -> None:
+        self.negated, self.diagonal, self.width = negated, diagonal, width
+        self.margin = width + 2  # one padded row and one more
+        buffers = diagonal.new_empty(3, negated.numel() + 2 * self.margin)
+        buffers[:, :self.margin] = 0
+        buffers[:, -self.margin:] = 0
+        # the input; the [1, 2, 1] pass along each row; products for dot products
+        self.source, self.across, scratch = buffers
+        self.vector = self.source[self.margin:-self.margin].view_as(negated)
+        self.scratch = scratch[self.margin:-self.margin].view_as(negated)
 
-    def dot(a: Tensor, b: Tensor) -> Tensor:  # one value per (image, channel): (B, C, 1, 1)
-        return (a * b).sum((2, 3), keepdim=True)
+    @classmethod
+    def build(cls, missing: Tensor, dtype: torch.dtype) -> _Stencil:
+        """The stencil of the systems ``missing (N, H, W)`` (bool)."""
+        width = missing.shape[2]
+        ones = _padded(missing.new_ones(1, *missing.shape[1:], dtype=dtype))
+        diagonal = cls(ones, ones[0], width).tent(ones)[0]  # 12 s_i + 4 inside the image
+        return cls(_padded(missing.float()).neg_(), diagonal, width)
 
-    x = torch.zeros_like(rhs)
-    residual = rhs.clone()
-    z = residual * inv_diagonal
-    direction = z.clone()
-    rz = dot(residual, z)
-    stop = tol**2 * rz  # squared preconditioned norm of the residual at x = 0
-    limit = max_iter or height * width
-    for _ in range(limit):
-        if bool((rz <= stop).all()):
+    def to(self, dtype: torch.dtype) -> _Stencil:
+        return _Stencil(self.negated, self.diagonal.to(dtype), self.width)
+
+    def subset(self, keep: Tensor) -> _Stencil:
+        """The stencil of the systems ``keep`` (bool); the input is not copied."""
+        return _Stencil(self.negated[keep], self.diagonal, self.width)
+
+    def tent(self, u: Tensor, out: Tensor | None = None) -> Tensor:
+        """``(tent ⊗ tent)(u)`` for ``u (N, P)``: ``[1, 2, 1]`` along rows, then columns."""
+        if u is not self.vector:
+            self.vector.copy_(u)
+        o, n, row = self.margin, self.negated.numel(), self.width + 1
+        source, across = self.source, self.across
+        middle = across[o:o + n]
+        torch.add(source[o - 1:o - 1 + n], source[o + 1:o + 1 + n], out=middle)
+        middle.add_(source[o:o + n], alpha=2)
+        out = torch.empty_like(self.vector) if out is None else out
+        flat = out.view(-1)
+        torch.add(across[o - row:o - row + n], across[o + row:o + row + n], out=flat)
+        flat.add_(middle, alpha=2)
+        return out
+
+    def apply(self, out: Tensor) -> Tensor:
+        """``out (N, P)`` = the matrix times :attr:`vector`."""
+        return self.tent(self.vector, out).mul_(self.negated).addcmul_(self.diagonal,
+                                                                      self.vector)
+
+    def dot(self, a: Tensor, b: Tensor) -> Tensor:
+        """``(N, 1)``: each system's ``a · b`` (``(N, P)`` each)."""
+        return torch.mul(a, b, out=self.scratch).sum(1, keepdim=True)
+
+
+def _cg_round(rhs: Tensor, stencil: _Stencil, enough: Tensor, limit: int
+              ) -> tuple[Tensor, int]:
+    """``(d, iterations)``: ``d (N, P)`` solving ``stencil · d = rhs`` by conjugate gradients
+    until each system's residual is ``ROUND_TOL`` times ``rhs``'s or its squared norm at
+    most ``enough (N, 1)`` (the whole solve's target), in at most ``limit`` iterations.
+
+    Every ``COMPACT_EVERY`` iterations the converged systems leave the batch, so that the
+    slowest system of the batch does not make every other one iterate with it. No
+    preconditioner: Jacobi's diagonal is constant but at the image's border, and measured
+    no fewer iterations.
+    """
+    solution = torch.zeros_like(rhs)
+    rows = torch.arange(len(rhs), device=rhs.device)
+    x, r = torch.zeros_like(rhs), rhs.clone()
+    p = stencil.vector
+    p.copy_(r)
+    product = torch.empty_like(r)
+    rr = stencil.dot(r, r)
+    stop = torch.maximum(ROUND_TOL**2 * rr, enough)
+    iteration = 0
+    for iteration in range(limit + 1):
+        done = (rr <= stop)[:, 0]
+        if iteration == limit or bool(done.all()):
             break
-        product = matvec(direction)
-        curvature = dot(direction, product)
-        alpha = torch.where(curvature > 0, rz / curvature, 0.0)  # 0 for finished systems
-        x.addcmul_(alpha, direction)
-        residual.addcmul_(alpha, product, value=-1)
-        z = residual * inv_diagonal
-        rz_next = dot(residual, z)
-        beta = torch.where(rz > 0, rz_next / rz, 0.0)
-        direction = z.addcmul_(beta, direction)
-        rz = rz_next
-    else:
-        if not bool((rz <= stop).all()):
-            worst = tol * float((rz / stop.clamp_min(torch.finfo(torch.float64).tiny))
-                                .max().sqrt())
+        if iteration % COMPACT_EVERY == 0 and bool(done.any()):
+            solution[rows[done]] = x[done]
+            keep = ~done
+            rows, x, r, rr, stop = rows[keep], x[keep], r[keep], rr[keep], stop[keep]
+            direction = p[keep]
+            stencil = stencil.subset(keep)
+            p, product = stencil.vector, torch.empty_like(r)
+            p.copy_(direction)
+        stencil.apply(product)
+        # a system solved exactly has r = p = 0: its steps are 0 / tiny = 0, not NaN
+        alpha = rr / stencil.dot(p, product).clamp_min_(TINY)
+        x.addcmul_(alpha, p)
+        r.addcmul_(alpha, product, value=-1)
+        rr_next = stencil.dot(r, r)
+        torch.addcmul(r, rr_next / rr.clamp_min_(TINY), p, out=p)
+        rr = rr_next
+    solution[rows] = x
+    return solution, iteration
+
+
+def _conjugate_gradients(images: Tensor, missing: Tensor, tol: float, max_iter: int | None
+                         ) -> Tensor:
+    """``images (B, C, H, W)`` (float64) with the ``missing (B, H, W)`` pixels imputed.
+
+    Conjugate gradients in float32 rounds, each solving for the float64 residual of the
+    last, until every system's residual is at most ``tol`` times its right-hand side's
+    (2-norms), within ``max_iter`` iterations in all (default ``4 H W``).
+    """
+    batch, channels, height, width = images.shape
+    systems = missing.unsqueeze(1).expand(-1, channels, -1, -1).reshape(-1, height, width)
+    exact = _Stencil.build(systems, images.dtype)
+    known = _padded(images.reshape(-1, height, width))
+    known.addcmul_(known, exact.negated)  # 0 at missing pixels
+    residual = exact.tent(known).mul_(exact.negated).neg_()  # the kept neighbours' share
+    bb = exact.dot(residual, residual)[:, 0]
+    x = torch.zeros_like(residual)
+    rows = torch.arange(len(x), device=x.device)
+    limit = max_iter or 4 * height * width
+    used = 0
+    while True:
+        rr = exact.dot(residual, residual)[:, 0]
+        unfinished = rr > tol**2 * bb  # a system without missing or kept pixels has bb = 0
+        if not bool(unfinished.any()):
+            break
+        if used >= limit:
+            worst = float((rr / bb.clamp_min(torch.finfo(bb.dtype).tiny)).max().sqrt())
             raise RuntimeError(f"noisy_linear imputation did not reach tol={tol:g} in {limit} "
                                f"iterations (relative residual {worst:.3g}); raise max_iter "
                                f"or tol")
-    return x
+        if not bool(unfinished.all()):
+            rows, residual, bb = rows[unfinished], residual[unfinished], bb[unfinished]
+            exact = exact.subset(unfinished)
+        correction, iterations = _cg_round(residual.float(), exact.to(torch.float32),
+                                           (tol**2 * bb).float().unsqueeze(1), limit - used)
+        used += max(iterations, 1)
+        exact.vector.copy_(correction)
+        x.index_add_(0, rows, exact.vector)
+        residual.sub_(exact.apply(exact.scratch))
+    return known.add_(x).view(batch, channels, height + 1, width + 1)[..., :height, :width]
+
+
+def _bounds(missing: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    """``(first, last)``, each ``(B,)``: per image the first and last row (``dim=2``) or
+    column (``dim=1``) holding a missing pixel; ``(n, -1)`` for an image without any."""
+    hit = missing.any(dim)  # (B, n)
+    n = hit.shape[1]
+    index = torch.arange(n, device=missing.device)
+    return torch.where(hit, index, n).amin(1), torch.where(hit, index, -1).amax(1)
 
 
 def _window(missing: Tensor) -> tuple[Tensor, Tensor]:
@@ -133,11 +251,8 @@ def _window(missing: Tensor) -> tuple[Tensor, Tensor]:
     """
     windows = []
     for dim in (2, 1):  # rows: any missing pixel along the width, then columns
-        hit = missing.any(dim)  # (B, n)
-        n = hit.shape[1]
-        index = torch.arange(n, device=missing.device)
-        first = torch.where(hit, index, n).amin(1)
-        last = torch.where(hit, index, -1).amax(1)
+        first, last = _bounds(missing, dim)
+        n = missing.shape[3 - dim]
         size = int((last - first + 1).amax().clamp_min(1))
         start = first.clamp(0, n - size)  # images with nothing missing: any window
         windows.append(start.unsqueeze(1) + torch.arange(size, device=missing.device))
@@ -189,12 +304,18 @@ def _row_sweep(rhs: Tensor, m: Tensor, twelve_s: Tensor) -> Tensor:
     return torch.stack(solution[::-1], 2).transpose(1, 3)  # (B, w, h, C) -> (B, C, h, w)
 
 
-def _direct(rhs: Tensor, missing: Tensor, twelve_s: Tensor) -> Tensor:
-    """``x (B, C, H, W)`` by :func:`_row_sweep` on each image's window, in chunks of the
-    batch whose stored inverses (``h`` of ``w × w`` per image) stay within ``DIRECT_BYTES``."""
-    batch, channels, height, width = rhs.shape
+def _direct(images: Tensor, missing: Tensor) -> Tensor:
+    """``images (B, C, H, W)`` (float64) with the ``missing (B, H, W)`` pixels imputed by
+    :func:`_row_sweep` on each image's window, in chunks of the batch whose stored inverses
+    (``h`` of ``w × w`` per image) stay within ``DIRECT_BYTES``."""
+    batch, channels, height, width = images.shape
+    m = missing.to(images.dtype)
+    known = images * (1 - m.unsqueeze(1))
+    # in twelfths: the diagonal 12 s_i (the stencil on ones, less its 4 at the centre) and
+    # the kept neighbours' share (known is 0 at missing pixels)
+    twelve_s = twelve_neighbour_sum(known.new_ones(height, width)) - 4  # (H, W)
+    rhs = twelve_neighbour_sum(known).mul_(m.unsqueeze(1))
     x = torch.zeros_like(rhs)
-    m = missing.to(rhs.dtype)
     chunk = max(1, DIRECT_BYTES // (rhs.element_size() * height * width * min(height, width)))
     for start in range(0, batch, chunk):
         part = slice(start, start + chunk)
@@ -205,22 +326,56 @@ def _direct(rhs: Tensor, missing: Tensor, twelve_s: Tensor) -> Tensor:
         window_rhs = rhs[part].flatten(2).gather(2, flat).view(-1, channels, *shape[1:])
         window_m = m[part].flatten(1).gather(1, index).view(shape)
         window_s = twelve_s.flatten()[index].view(shape)
-        if shape[2] > shape[1]:  # sweep along the longer side: fewer, larger blocks cost less
+        if shape[2] > shape[1]:  # blocks across the shorter side: a row costs w^3
             solved = _row_sweep(window_rhs.transpose(2, 3), window_m.transpose(1, 2),
                                 window_s.transpose(1, 2)).transpose(2, 3)
         else:
             solved = _row_sweep(window_rhs, window_m, window_s)
         x[part] = x[part].flatten(2).scatter(2, flat, solved.flatten(2)).view_as(x[part])
-    return x
+    return known + x
 
 
-def _deep_holes(missing: Tensor) -> Tensor:
-    """``(B,)`` bool: images where at least ``DEEP_SHARE`` of the pixels are missing with
-    all eight neighbours (deep inside a hole): there conjugate gradients needs many
-    iterations and the exact solve is faster."""
-    kept = F.pad((~missing).unsqueeze(1).to(torch.float32), (1, 1, 1, 1), value=1.0)
-    deep = F.max_pool2d(kept, 3, stride=1) == 0  # (B, 1, H, W)
-    return deep.flatten(1).float().mean(1) >= DEEP_SHARE
+def _erode(region: Tensor) -> Tensor:
+    """``region (B, H, W)`` bool without the pixels that have a neighbour outside it (or
+    outside the image)."""
+    padded = F.pad(region, (1, 1, 1, 1), value=False)
+    rows = padded[:, :-2] & padded[:, 1:-1] & padded[:, 2:]
+    return rows[:, :, :-2] & rows[:, :, 1:-1] & rows[:, :, 2:]
+
+
+def _hole_depth(missing: Tensor, limit: int) -> Tensor:
+    """``(B,)``: per image the largest chessboard distance from a missing pixel to the
+    nearest kept one (or the image's edge), counted up to ``limit``; 0 if nothing is missing."""
+    depth = torch.zeros(len(missing), dtype=torch.long, device=missing.device)
+    region = missing
+    for _ in range(limit):
+        depth += region.flatten(1).any(1)
+        region = _erode(region)
+    return depth
+
+
+def _prefers_sweep(missing: Tensor, channels: int) -> Tensor:
+    """``(B,)`` bool: the images that :func:`_row_sweep` likely solves faster than conjugate
+    gradients.
+
+    The sweep costs about ``L w^2`` for a window of its holes with long side ``L`` and short
+    side ``w``, once for all channels; conjugate gradients costs ``C H W`` per iteration, and
+    its iterations grow with the holes' depth ``d`` (how far the deepest missing pixel is
+    from a kept one). Measured on this project's CPU (experiments/bench/road.py) the two are
+    equal near ``0.6 L w^2 = C H W d``: blocks and large clustered holes go to the sweep,
+    scattered pixels and MoRF's ragged holes (``d`` of 1 to 5 on 32 × 32) to conjugate
+    gradients. An image with nothing missing, or nothing kept, goes to conjugate gradients,
+    which returns it at once.
+    """
+    height, width = missing.shape[1:]
+    sides = torch.stack([(last - first + 1).clamp_min(0) for first, last in
+                         (_bounds(missing, 2), _bounds(missing, 1))])
+    sweep_cost = 3 * sides.amax(0) * sides.amin(0) ** 2
+    deep_enough = sweep_cost // (5 * channels * height * width) + 1  # the depth where it wins
+    limit = int(deep_enough.amax().clamp(max=(min(height, width) + 1) // 2))
+    anything = missing.flatten(1)
+    return ((_hole_depth(missing, limit) >= deep_enough) & anything.any(1)
+            & ~anything.all(1))
 
 
 @contextmanager
@@ -242,16 +397,17 @@ def linear_imputation(images: Tensor, missing: Tensor, tol: float = 1e-8,
                       max_iter: int | None = None) -> Tensor:
     """The reference's noise-free imputation, every image of the batch at once.
 
-    Images with a large hole are solved exactly (:func:`_row_sweep`), the others by
-    conjugate gradients to ``tol`` (see the module docstring for why).
+    Images whose holes fit a small window or are wide are solved exactly
+    (:func:`_row_sweep`), the others by conjugate gradients to ``tol`` (see the module
+    docstring for why).
 
     Args:
         images: ``(B, C, H, W)`` values; those at ``missing`` pixels are ignored.
         missing: ``(B, H, W)`` bool, the pixels to impute.
-        tol: conjugate gradients stops when every system's residual, in the
-            preconditioner's norm, is at most ``tol`` times its right-hand side's.
-        max_iter: at most this many conjugate-gradient iterations (default ``H * W``, the
-            count at which it is exact in exact arithmetic).
+        tol: conjugate gradients stops when every ``(image, channel)`` system's residual
+            is at most ``tol`` times its right-hand side's (2-norms, in float64).
+        max_iter: at most this many conjugate-gradient iterations in all its float32
+            rounds (default ``4 H W``).
     Returns:
         ``(B, C, H, W)`` float64: kept pixels unchanged, missing ones imputed. An image with
         no kept pixel has nothing to average and gets 0 there (the reference's matrix is
@@ -263,24 +419,16 @@ def linear_imputation(images: Tensor, missing: Tensor, tol: float = 1e-8,
 
 def _imputation(images: Tensor, missing: Tensor, tol: float, max_iter: int | None) -> Tensor:
     """:func:`linear_imputation`'s body."""
-    height, width = images.shape[-2:]
-    m = missing.unsqueeze(1).to(torch.float64)  # (B, 1, H, W)
-    known = images.to(torch.float64) * (1 - m)
-    # The system times 12, so the stencil stays in integers: 12 s_i x_i - 12 sum_j w_ij x_j.
-    # ``twelve_neighbour_sum`` also counts 4 x_i, so 12 s_i is its value on ones, less 4.
-    twelve_s = twelve_neighbour_sum(known.new_ones(height, width)) - 4  # (H, W)
-    rhs = twelve_neighbour_sum(known).mul_(m)  # kept neighbours' share (known is 0 at i)
-    # no kept pixel: x = 0, which conjugate gradients returns at once (its rhs is 0)
-    direct = _deep_holes(missing) & ~missing.flatten(1).all(1)
-    if bool(direct.all()):
-        return known + _direct(rhs, missing, twelve_s)
-    if not bool(direct.any()):
-        return known + _conjugate_gradients(rhs, m, twelve_s, tol, max_iter)
-    x = torch.empty_like(rhs)
-    x[direct] = _direct(rhs[direct], missing[direct], twelve_s)
-    iterative = ~direct
-    x[iterative] = _conjugate_gradients(rhs[iterative], m[iterative], twelve_s, tol, max_iter)
-    return known + x
+    images = images.to(torch.float64)
+    sweep = _prefers_sweep(missing, images.shape[1])
+    if not bool(sweep.any()):
+        return _conjugate_gradients(images, missing, tol, max_iter)
+    if bool(sweep.all()):
+        return _direct(images, missing)
+    out = torch.empty_like(images)
+    out[sweep] = _direct(images[sweep], missing[sweep])
+    out[~sweep] = _conjugate_gradients(images[~sweep], missing[~sweep], tol, max_iter)
+    return out
 
 
 @FILLS.register("noisy_linear")

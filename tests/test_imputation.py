@@ -32,15 +32,11 @@ def square(batch: int, size: tuple[int, int], top: int, left: int, side: int) ->
     return missing
 
 
-def solver(name: str, images: Tensor, missing: Tensor) -> Tensor:
+def solver(name: str, images: Tensor, missing: Tensor, tol: float = 1e-10) -> Tensor:
     """One solver on the whole batch, bypassing the dispatch."""
-    m = missing.unsqueeze(1).double()
-    known = images.double() * (1 - m)
-    twelve_s = twelve_neighbour_sum(known.new_ones(images.shape[-2:])) - 4
-    rhs = twelve_neighbour_sum(known) * m
     if name == "direct":
-        return known + imputation._direct(rhs, missing, twelve_s)
-    return known + imputation._conjugate_gradients(rhs, m, twelve_s, 1e-10, None)
+        return imputation._direct(images.double(), missing)
+    return imputation._conjugate_gradients(images.double(), missing, tol, None)
 
 
 def masks(kind: str, batch: int, size: tuple[int, int], g: torch.Generator) -> Tensor:
@@ -95,12 +91,34 @@ def test_each_solver_alone_equals_the_sparse_solve(name: str, kind: str) -> None
     assert (solver(name, images, missing) - spsolve(images, missing)).abs().max() < 1e-8
 
 
-def test_deep_holes_go_to_the_exact_solve_and_scattered_pixels_do_not() -> None:
+def test_hole_depth_is_the_distance_to_the_nearest_kept_pixel_or_edge() -> None:
+    holes = torch.cat([square(1, (32, 32), 9, 9, 5), square(1, (32, 32), 9, 9, 6),
+                       square(1, (32, 32), 0, 0, 4), torch.zeros(1, 32, 32, dtype=torch.bool)])
+    holes[3, 20, 7] = True
+    assert imputation._hole_depth(holes, 16).tolist() == [3, 3, 2, 1]
+    assert imputation._hole_depth(holes, 2).tolist() == [2, 2, 2, 1]  # counted up to limit
+
+
+def test_the_sweep_takes_small_windows_and_deep_holes_conjugate_gradients_the_rest() -> None:
+    def centre_square(side: int) -> Tensor:  # a square hole, and two corner pixels that
+        holes = square(1, (32, 32), 9, 9, side)  # stretch the window to the whole image
+        holes[0, 0, 0] = holes[0, 31, 31] = True
+        return holes
+
     g = torch.Generator().manual_seed(3)
-    scattered = torch.rand(2, 32, 32, generator=g) < 0.5
-    # a 6 × 6 square has 16 pixels with no kept neighbour (1/64 of 32 × 32), a 5 × 5 one 9
-    holes = torch.cat([scattered, square(1, (32, 32), 10, 3, 6), square(1, (32, 32), 0, 0, 5)])
-    assert imputation._deep_holes(holes).tolist() == [False, False, True, False]
+    scattered = torch.rand(1, 32, 32, generator=g) < 0.5
+    nothing, everything = torch.zeros(1, 32, 32, dtype=torch.bool), torch.ones(1, 32, 32,
+                                                                              dtype=torch.bool)
+    quarter = square(1, (32, 32), 5, 9, 16)  # a window of a quarter of the image
+    holes = torch.cat([scattered, centre_square(12), centre_square(13), quarter, nothing,
+                       everything])
+    # whole-image window, 3 channels: the sweep wins from depth 0.6 * 32^3 / (3 * 32^2) = 6.4
+    assert imputation._hole_depth(holes, 16)[1:3].tolist() == [6, 7]
+    assert imputation._prefers_sweep(holes, 3).tolist() == [False, False, True, True, False,
+                                                            False]
+    # one channel: conjugate gradients costs a third, the depth-7 hole stays with it
+    assert imputation._prefers_sweep(holes, 1).tolist() == [False, False, False, True, False,
+                                                            False]
 
 
 def test_a_batch_split_between_the_solvers_is_solved_alike(monkeypatch) -> None:
@@ -109,11 +127,61 @@ def test_a_batch_split_between_the_solvers_is_solved_alike(monkeypatch) -> None:
     missing = torch.cat([masks("scattered 0.5", 3, (20, 20), g),
                          masks("corner", 2, (20, 20), g), masks("block", 1, (20, 20), g)])
     expected = spsolve(images, missing)
-    assert imputation._deep_holes(missing).tolist() == [False] * 3 + [True] * 3
+    assert imputation._prefers_sweep(missing, 3).tolist() == [False] * 3 + [True] * 3
     assert (linear_imputation(images, missing) - expected).abs().max() < 1e-6
     # the exact solve in chunks of one image (a small memory budget) gives the same
     monkeypatch.setattr(imputation, "DIRECT_BYTES", 1)
     assert (linear_imputation(images, missing) - expected).abs().max() < 1e-6
+
+
+def test_conjugate_gradients_reaches_float64_accuracy_from_float32_rounds() -> None:
+    g = torch.Generator().manual_seed(6)
+    images = torch.rand(4, 3, 24, 24, generator=g, dtype=torch.float64)
+    missing = masks("scattered 0.9", 4, (24, 24), g)
+    expected = spsolve(images, missing)
+    rounds: list[int] = []
+    real = imputation._cg_round
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(imputation, "_cg_round", lambda *a: rounds.append(1) or real(*a))
+        loose = solver("iterative", images, missing, tol=1e-6)
+        loose_rounds = len(rounds)
+        tight = solver("iterative", images, missing, tol=1e-12)
+    # one float32 round reduces the residual by ROUND_TOL = 1e-4 at best: 1e-6 takes two
+    # rounds, 1e-12 at least three, each correcting the float64 residual of the last
+    assert loose_rounds == 2 and len(rounds) - loose_rounds >= 3
+    assert 1e-9 < (loose - expected).abs().max() < 1e-5
+    assert (tight - expected).abs().max() < 1e-10
+    # the residual of the float64 system itself is within tol of its right-hand side
+    m = missing.unsqueeze(1).double()
+    rhs = twelve_neighbour_sum(images * (1 - m)) * m
+    twelve_s = twelve_neighbour_sum(torch.ones(24, 24, dtype=torch.float64)) - 4
+    x = tight * m
+    residual = (twelve_s * x - (twelve_neighbour_sum(x) - 4 * x)) * m - rhs
+    assert (residual.flatten(2).norm(dim=2) <= 1e-12 * rhs.flatten(2).norm(dim=2)).all()
+
+
+def test_converged_systems_leave_the_batch_without_changing_the_others(monkeypatch) -> None:
+    g = torch.Generator().manual_seed(7)
+    images = torch.rand(3, 2, 16, 16, generator=g, dtype=torch.float64)
+    # a few scattered pixels converge in a few iterations, a 90 % mask takes many more
+    missing = torch.cat([masks("scattered 0.1", 2, (16, 16), g),
+                         masks("scattered 0.9", 1, (16, 16), g)])
+    sizes: list[int] = []
+    real = imputation._Stencil.apply
+    monkeypatch.setattr(imputation._Stencil, "apply",
+                        lambda self, out: sizes.append(len(out)) or real(self, out))
+    monkeypatch.setattr(imputation, "COMPACT_EVERY", 1)
+    compacted = solver("iterative", images, missing)
+    # (image, channel) systems: 6, then only the slow image's 2 (or the slower channel)
+    assert sizes[0] == 6 and min(sizes) in (1, 2)
+    compacted_sizes = sizes[:]
+    monkeypatch.setattr(imputation, "COMPACT_EVERY", 10**6)
+    sizes.clear()
+    whole = solver("iterative", images, missing)
+    # without dropping, every system iterates until the slowest of its round is done
+    assert sizes.count(6) > compacted_sizes.count(6) + 10
+    expected = spsolve(images, missing)
+    assert (compacted - expected).abs().max() < 1e-8 and (whole - expected).abs().max() < 1e-8
 
 
 def test_nothing_missing_one_pixel_kept_and_no_pixel_kept() -> None:
