@@ -16,23 +16,31 @@ right-hand side, so each ``(image, channel)`` is one system, symmetric (``w_ij =
 positive definite whenever a kept pixel exists.
 
 Instead of assembling and factorising a matrix per image (the reference: scipy ``spsolve`` in
-a Python loop), all systems of a batch are solved at once, by one of two solvers chosen per
-image because neither is fast on every mask (measured on CIFAR-10, experiments/bench/road.py):
+a Python loop), all systems of a batch are solved at once, by one of three solvers chosen per
+image because none is fast on every mask (measured on CIFAR-10, experiments/bench/road.py):
 
-- *Conjugate gradients* (:func:`_conjugate_gradients`), for holes that are thin somewhere
-  everywhere (scattered pixels, MoRF's ragged clusters, 90 % removed): the product with
-  the matrix is a 3 × 3 stencil, so an iteration is a few passes over the batch, and the
-  iterations grow with the holes' width. The passes are bound by memory, so the iterations
-  run in float32 and correct the float64 residual of the last round (mixed-precision
-  iterative refinement: two rounds of a 1e-4 reduction reach float64's 1e-8), and systems
-  leave the batch as they converge.
+- *Conjugate gradients* (:func:`_conjugate_gradients`), for shallow holes, whose every
+  pixel is near a kept one (scattered pixels, MoRF's ragged clusters, 90 % removed at
+  random): the product with the matrix is a 3 × 3 stencil, so an iteration is a few passes
+  over the batch, and the iterations grow with the holes' depth. The passes are bound by
+  memory, so the iterations run in float32 and each round corrects the float64 residual of
+  the last (mixed-precision iterative refinement: two rounds of a 1e-4 reduction reach
+  1e-8), and systems leave the batch as they converge.
 - *An exact row sweep* (:func:`_row_sweep`), for images whose holes fit a small window or
-  are wide (blocks: conjugate gradients would need ~50 iterations for a 16 × 16 square, 236
-  for 112 × 112): in row order the system is block tridiagonal, and block Gaussian
-  elimination solves it with one batched ``w × w`` Cholesky factorisation per row of each
-  image's bounding window of its holes, whatever their shape.
+  lie deep (large clustered holes; conjugate gradients needs ~50 iterations for a 16 × 16
+  square, 236 for 112 × 112): in row order the system is block tridiagonal, and block
+  Gaussian elimination solves it with one batched ``w × w`` Cholesky factorisation per
+  row of each image's bounding window of its holes, whatever their shape.
+- *A fast Poisson solve* (:func:`_rectangles`) for a hole that is one solid rectangle
+  (an occluding block) clear of two opposite image edges: a sine transform along its rows
+  turns it into independent tridiagonal systems. Exact, and independent of LAPACK: the
+  sweep would take 112 factorisations of 112 × 112 for a 112 × 112 block in a 224 × 224
+  image, barely faster than the reference.
 
-Both run on any device with torch operations alone (no host round trip, no scipy); the
+:func:`_prefers_sweep` chooses between the first two by a cost model measured on this
+project's CPU.
+
+All run on any device with torch operations alone (no host round trip, no scipy); the
 sweep stores ``h`` inverses of ``w × w`` per image, so it takes the batch in chunks of
 ``DIRECT_BYTES``. On the CPU the solve runs on one thread: its operations are small and
 bound by memory, so a second thread gains little, and on a machine whose other core is busy
@@ -147,11 +155,9 @@ class _Stencil:
         return torch.mul(a, b, out=self.scratch).sum(1, keepdim=True)
 
 
-def _cg_round(rhs: Tensor, stencil: _Stencil, enough: Tensor, limit: int
-              ) -> tuple[Tensor, int]:
+def _cg_round(rhs: Tensor, stencil: _Stencil, limit: int) -> tuple[Tensor, int]:
     """``(d, iterations)``: ``d (N, P)`` solving ``stencil · d = rhs`` by conjugate gradients
-    until each system's residual is ``ROUND_TOL`` times ``rhs``'s or its squared norm at
-    most ``enough (N, 1)`` (the whole solve's target), in at most ``limit`` iterations.
+    to a residual of ``ROUND_TOL`` times ``rhs``'s, in at most ``limit`` iterations.
 
     Every ``COMPACT_EVERY`` iterations the converged systems leave the batch, so that the
     slowest system of the batch does not make every other one iterate with it. No
@@ -165,7 +171,7 @@ def _cg_round(rhs: Tensor, stencil: _Stencil, enough: Tensor, limit: int
     p.copy_(r)
     product = torch.empty_like(r)
     rr = stencil.dot(r, r)
-    stop = torch.maximum(ROUND_TOL**2 * rr, enough)
+    stop = ROUND_TOL**2 * rr
     iteration = 0
     for iteration in range(limit + 1):
         done = (rr <= stop)[:, 0]
@@ -224,7 +230,7 @@ def _conjugate_gradients(images: Tensor, missing: Tensor, tol: float, max_iter: 
             rows, residual, bb = rows[unfinished], residual[unfinished], bb[unfinished]
             exact = exact.subset(unfinished)
         correction, iterations = _cg_round(residual.float(), exact.to(torch.float32),
-                                           (tol**2 * bb).float().unsqueeze(1), limit - used)
+                                           limit - used)
         used += max(iterations, 1)
         exact.vector.copy_(correction)
         x.index_add_(0, rows, exact.vector)
@@ -239,6 +245,16 @@ def _bounds(missing: Tensor, dim: int) -> tuple[Tensor, Tensor]:
     n = hit.shape[1]
     index = torch.arange(n, device=missing.device)
     return torch.where(hit, index, n).amin(1), torch.where(hit, index, -1).amax(1)
+
+
+def _system(images: Tensor, missing: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(known, rhs, twelve_s)`` in twelfths: ``images`` with 0 at missing pixels, the kept
+    neighbours' share ``(B, C, H, W)`` (0 at kept pixels) and the diagonal ``12 s_i (H, W)``
+    (the stencil on ones, less its 4 at the centre)."""
+    m = missing.unsqueeze(1).to(images.dtype)
+    known = images * (1 - m)
+    twelve_s = twelve_neighbour_sum(known.new_ones(images.shape[-2:])) - 4
+    return known, twelve_neighbour_sum(known).mul_(m), twelve_s
 
 
 def _window(missing: Tensor) -> tuple[Tensor, Tensor]:
@@ -309,12 +325,8 @@ def _direct(images: Tensor, missing: Tensor) -> Tensor:
     :func:`_row_sweep` on each image's window, in chunks of the batch whose stored inverses
     (``h`` of ``w × w`` per image) stay within ``DIRECT_BYTES``."""
     batch, channels, height, width = images.shape
+    known, rhs, twelve_s = _system(images, missing)
     m = missing.to(images.dtype)
-    known = images * (1 - m.unsqueeze(1))
-    # in twelfths: the diagonal 12 s_i (the stencil on ones, less its 4 at the centre) and
-    # the kept neighbours' share (known is 0 at missing pixels)
-    twelve_s = twelve_neighbour_sum(known.new_ones(height, width)) - 4  # (H, W)
-    rhs = twelve_neighbour_sum(known).mul_(m.unsqueeze(1))
     x = torch.zeros_like(rhs)
     chunk = max(1, DIRECT_BYTES // (rhs.element_size() * height * width * min(height, width)))
     for start in range(0, batch, chunk):
@@ -333,6 +345,86 @@ def _direct(images: Tensor, missing: Tensor) -> Tensor:
             solved = _row_sweep(window_rhs, window_m, window_s)
         x[part] = x[part].flatten(2).scatter(2, flat, solved.flatten(2)).view_as(x[part])
     return known + x
+
+
+def _sine_matrix(n: int, like: Tensor) -> Tensor:
+    """``(n, n)``: the type-I discrete sine transform, ``S_jk = sin(pi (j + 1) (k + 1) / (n + 1))``,
+    unnormalised. Its columns are the eigenvectors of the tridiagonal ``[1, 2, 1]``
+    (eigenvalues ``2 + 2 cos(pi (k + 1) / (n + 1))``) and ``S S = (n + 1) / 2`` times the
+    identity. A product with it beats an FFT at the sizes of images' holes."""
+    k = torch.arange(1, n + 1, device=like.device, dtype=like.dtype)
+    return torch.sin(torch.pi / (n + 1) * k.outer(k))
+
+
+def _solid_rectangles(missing: Tensor) -> tuple[Tensor, Tensor]:
+    """``(across, down)``, each ``(B,)`` bool: the images whose missing pixels fill their
+    bounding box exactly, with the box clear of the image's left and right edges
+    (``across``: :func:`_rectangles` solves them as they are), or else clear of its top and
+    bottom edges (``down``: solved transposed). A box touching all four sides has rows and
+    columns that couple unlike the others; it goes to the other solvers."""
+    height, width = missing.shape[1:]
+    (top, bottom), (left, right) = _bounds(missing, 2), _bounds(missing, 1)
+    count = missing.flatten(1).sum(1)
+    solid = (count > 0) & (count == (bottom - top + 1) * (right - left + 1))
+    clear_sides = (left >= 1) & (right <= width - 2)
+    clear_ends = (top >= 1) & (bottom <= height - 2)
+    return solid & clear_sides, solid & ~clear_sides & clear_ends
+
+
+def _rectangles(images: Tensor, missing: Tensor) -> Tensor:
+    """``images (B, C, H, W)`` (float64) with the ``missing (B, H, W)`` pixels imputed, where
+    every image's missing pixels are a solid rectangle clear of the image's left and right
+    edges (:func:`_solid_rectangles`).
+
+    Inside such a hole every row couples alike: ``12 s_k`` on the diagonal (the same all
+    along a row that touches neither side edge), -2 to the side neighbours, the tent
+    ``[1, 2, 1]`` to the rows above and below. All three are polynomials in the tridiagonal
+    ``[1, 2, 1]`` along the row, so the sine transform along the rows diagonalises them: for
+    frequency ``j`` (eigenvalue ``t_j``) the rows form the scalar tridiagonal system
+    ``(12 s_k + 4 - 2 t_j) y_k - t_j (y_{k-1} + y_{k+1}) = f_k``, SPD, which the Thomas
+    algorithm solves. Exact, in ``O(h w^2)`` for an ``h × w`` hole where the row sweep costs
+    ``h w^3`` and LAPACK's overhead. Holes of different sizes are solved one size at a time.
+    """
+    channels, height, width = images.shape[1:]
+    twelve_s = twelve_neighbour_sum(images.new_ones(height, width)) - 4
+    # the right-hand side comes from the ring of kept pixels around each hole: a zero ring
+    # outside the image, as the reference drops out-of-image neighbours
+    ringed = F.pad(images, (1, 1, 1, 1))
+    out = images.clone()
+    (top, bottom), (left, right) = _bounds(missing, 2), _bounds(missing, 1)
+    sizes = torch.stack([bottom - top + 1, right - left + 1], 1)
+    for h, w in torch.unique(sizes, dim=0).tolist():  # a loop over hole sizes, not images
+        group = (sizes == sizes.new_tensor([h, w])).all(1)
+        whole = bool(group.all())
+        rows = top[group].unsqueeze(1) + torch.arange(h + 2, device=images.device)
+        cols = left[group].unsqueeze(1) + torch.arange(w + 2, device=images.device)
+        # (b, C, h + 2, w + 2): the hole and its ring (rows and cols index ``ringed``)
+        flat = (rows.unsqueeze(2) * (width + 2) + cols.unsqueeze(1)).flatten(1)
+        patch = (ringed if whole else ringed[group]).flatten(2).gather(
+            2, flat.unsqueeze(1).expand(-1, channels, -1)).view(-1, channels, h + 2, w + 2)
+        patch[..., 1:-1, 1:-1] = 0
+        sines = _sine_matrix(w, images)
+        f = twelve_neighbour_sum(patch)[..., 1:-1, 1:-1] @ sines
+        frequencies = torch.arange(1, w + 1, device=images.device, dtype=images.dtype)
+        t = 2 + 2 * torch.cos(torch.pi * frequencies / (w + 1))  # (w,)
+        # the diagonal, the same all along a row: (b, h, w)
+        diagonal = twelve_s[rows[:, 1:-1] - 1, cols[:, 1:2] - 1].unsqueeze(2) + 4 - 2 * t
+        pivots = torch.empty_like(diagonal)
+        pivots[:, 0] = diagonal[:, 0]
+        for k in range(1, h):  # eliminate downwards: y_{k-1} leaves row k's equation
+            pivots[:, k] = diagonal[:, k] - t * t / pivots[:, k - 1]
+            f[:, :, k].addcmul_(f[:, :, k - 1], (t / pivots[:, k - 1]).unsqueeze(1))
+        f[:, :, h - 1].div_(pivots[:, h - 1].unsqueeze(1))
+        for k in range(h - 2, -1, -1):  # substitute upwards
+            f[:, :, k].addcmul_(f[:, :, k + 1], t).div_(pivots[:, k].unsqueeze(1))
+        solved = (f @ sines).mul_(2 / (w + 1)).flatten(2)
+        hole = ((rows[:, 1:-1] - 1).unsqueeze(2) * width + (cols[:, 1:-1] - 1).unsqueeze(1)
+                ).flatten(1).unsqueeze(1).expand(-1, channels, -1)
+        if whole:
+            return out.flatten(2).scatter_(2, hole, solved).view_as(out)
+        out[group] = out[group].flatten(2).scatter(2, hole, solved).view(-1, channels, height,
+                                                                           width)
+    return out
 
 
 def _erode(region: Tensor) -> Tensor:
@@ -418,16 +510,22 @@ def linear_imputation(images: Tensor, missing: Tensor, tol: float = 1e-8,
 
 
 def _imputation(images: Tensor, missing: Tensor, tol: float, max_iter: int | None) -> Tensor:
-    """:func:`linear_imputation`'s body."""
+    """:func:`linear_imputation`'s body: each image to its solver."""
     images = images.to(torch.float64)
-    sweep = _prefers_sweep(missing, images.shape[1])
-    if not bool(sweep.any()):
-        return _conjugate_gradients(images, missing, tol, max_iter)
-    if bool(sweep.all()):
-        return _direct(images, missing)
+    across, down = _solid_rectangles(missing)
+    sweep = _prefers_sweep(missing, images.shape[1]) & ~across & ~down
+    solvers = (
+        (across, _rectangles),
+        (down, lambda x, m: _rectangles(x.transpose(2, 3), m.transpose(1, 2)).transpose(2, 3)),
+        (sweep, _direct),
+        (~(across | down | sweep), lambda x, m: _conjugate_gradients(x, m, tol, max_iter)),
+    )
     out = torch.empty_like(images)
-    out[sweep] = _direct(images[sweep], missing[sweep])
-    out[~sweep] = _conjugate_gradients(images[~sweep], missing[~sweep], tol, max_iter)
+    for chosen, solve in solvers:
+        if bool(chosen.all()):
+            return solve(images, missing)
+        if bool(chosen.any()):
+            out[chosen] = solve(images[chosen], missing[chosen])
     return out
 
 

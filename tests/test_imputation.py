@@ -184,6 +184,44 @@ def test_converged_systems_leave_the_batch_without_changing_the_others(monkeypat
     assert (compacted - expected).abs().max() < 1e-8 and (whole - expected).abs().max() < 1e-8
 
 
+def rectangle_masks() -> Tensor:
+    """Solid rectangles in 20 × 24 images, and shapes that are not (or touch all sides)."""
+    missing = torch.zeros(10, 20, 24, dtype=torch.bool)
+    missing[0, 3:9, 2:10] = True  # inside
+    missing[1, 0:5, 4:20] = True  # on the top edge
+    missing[2, 15:20, 1:23] = True  # on the bottom edge, one pixel from each side
+    missing[3, 0:20, 3:4] = True  # a column from top to bottom
+    missing[4, 6:9, 2:10] = True  # another size inside
+    missing[5, 4:10, 0:6] = True  # on the left edge: solved transposed
+    missing[6, 10:13, 18:24] = True  # on the right edge: solved transposed
+    missing[7, 0:7, 0:7] = True  # a corner: touches a side and an end
+    missing[8, 3:9, 2:10] = True  # not solid
+    missing[8, 5, 5] = False
+    return missing  # image 9: nothing missing
+
+
+def test_solid_rectangles_are_told_apart_by_the_edges_they_touch() -> None:
+    across, down = imputation._solid_rectangles(rectangle_masks())
+    assert across.tolist() == [True] * 5 + [False] * 5
+    assert down.tolist() == [False] * 5 + [True, True] + [False] * 3
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_solid_rectangles_are_solved_exactly_by_the_sine_transform(channels: int,
+                                                                  monkeypatch) -> None:
+    g = torch.Generator().manual_seed(8)
+    images = torch.randn(10, channels, 20, 24, generator=g, dtype=torch.float64)
+    missing = rectangle_masks()
+    seen: list[int] = []
+    real = imputation._rectangles
+    monkeypatch.setattr(imputation, "_rectangles",
+                        lambda x, m: seen.append(len(x)) or real(x, m))
+    out = linear_imputation(images, missing)
+    assert seen == [5, 2]  # across (two sizes, one call), then the transposed two
+    assert (out - spsolve(images, missing)).abs().max() < 1e-12  # exact, not iterated
+    assert torch.equal(out[9], images[9])
+
+
 def test_nothing_missing_one_pixel_kept_and_no_pixel_kept() -> None:
     g = torch.Generator().manual_seed(5)
     images = torch.rand(3, 3, 12, 12, generator=g)
