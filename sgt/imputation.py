@@ -85,6 +85,12 @@ def twelve_neighbour_sum(u: Tensor) -> Tensor:
     return _tent(_tent(u, -2), -1)
 
 
+def _twelve_s(height: int, width: int, like: Tensor) -> Tensor:
+    """``(H, W)``: the diagonal ``12 s_i`` in twelfths, the stencil on ones less its 4 at the
+    centre (``12`` inside the image, less at the border)."""
+    return twelve_neighbour_sum(like.new_ones(height, width)) - 4
+
+
 def _padded(t: Tensor) -> Tensor:
     """``(N, H, W) -> (N, (H + 1) (W + 1))``: each image with a zero column and a zero row
     appended, flattened. In this layout a pixel's neighbours lie at flat offsets ``±1`` and
@@ -118,9 +124,9 @@ class _Stencil:
     @classmethod
     def build(cls, missing: Tensor, dtype: torch.dtype) -> _Stencil:
         """The stencil of the systems ``missing (N, H, W)`` (bool)."""
-        width = missing.shape[2]
-        ones = _padded(missing.new_ones(1, *missing.shape[1:], dtype=dtype))
-        diagonal = cls(ones, ones[0], width).tent(ones)[0]  # 12 s_i + 4 inside the image
+        height, width = missing.shape[1:]
+        diagonal = _padded(_twelve_s(height, width, missing.new_empty((), dtype=dtype))
+                           .add_(4).unsqueeze(0))[0]
         return cls(_padded(missing.float()).neg_(), diagonal, width)
 
     def to(self, dtype: torch.dtype) -> _Stencil:
@@ -253,8 +259,7 @@ def _system(images: Tensor, missing: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     (the stencil on ones, less its 4 at the centre)."""
     m = missing.unsqueeze(1).to(images.dtype)
     known = images * (1 - m)
-    twelve_s = twelve_neighbour_sum(known.new_ones(images.shape[-2:])) - 4
-    return known, twelve_neighbour_sum(known).mul_(m), twelve_s
+    return known, twelve_neighbour_sum(known).mul_(m), _twelve_s(*images.shape[-2:], images)
 
 
 def _window(missing: Tensor) -> tuple[Tensor, Tensor]:
@@ -386,7 +391,7 @@ def _rectangles(images: Tensor, missing: Tensor) -> Tensor:
     ``h w^3`` and LAPACK's overhead. Holes of different sizes are solved one size at a time.
     """
     channels, height, width = images.shape[1:]
-    twelve_s = twelve_neighbour_sum(images.new_ones(height, width)) - 4
+    twelve_s = _twelve_s(height, width, images)
     # the right-hand side comes from the ring of kept pixels around each hole: a zero ring
     # outside the image, as the reference drops out-of-image neighbours
     ringed = F.pad(images, (1, 1, 1, 1))
@@ -455,7 +460,7 @@ def _prefers_sweep(missing: Tensor, channels: int) -> Tensor:
     its iterations grow with the holes' depth ``d`` (how far the deepest missing pixel is
     from a kept one). Measured on this project's CPU (experiments/bench/road.py) the two are
     equal near ``0.6 L w^2 = C H W d``: blocks and large clustered holes go to the sweep,
-    scattered pixels and MoRF's ragged holes (``d`` of 1 to 5 on 32 × 32) to conjugate
+    scattered pixels and MoRF's ragged holes (``d`` of 1 to 6 on 32 × 32) to conjugate
     gradients. An image with nothing missing, or nothing kept, goes to conjugate gradients,
     which returns it at once.
     """
